@@ -1,0 +1,1 @@
+"""The label schema (codebooks) and everything that speaks to Label Studio."""

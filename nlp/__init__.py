@@ -1,0 +1,1 @@
+"""Reading policy documents and cutting them into paragraphs."""

@@ -1,0 +1,24 @@
+"""The `policytag` command line: one Typer app assembling each folder's commands."""
+from __future__ import annotations
+
+import typer
+
+from labels.cli import app as labels_app
+from nlp.cli import ingest
+
+app = typer.Typer(
+    name="policytag",
+    help="Tag paragraphs of Chinese health-policy documents with policy tools, stakeholders and orientations.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(labels_app, name="labels")
+app.command("ingest")(ingest)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
