@@ -5,6 +5,7 @@ import typer
 
 from labels.cli import app as labels_app
 from nlp.cli import ingest
+from training.cli import evaluate_cmd, train
 
 app = typer.Typer(
     name="policytag",
@@ -14,6 +15,8 @@ app = typer.Typer(
 )
 app.add_typer(labels_app, name="labels")
 app.command("ingest")(ingest)
+app.command("train")(train)
+app.command("evaluate")(evaluate_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,1 @@
+"""Model definitions, loading saved models, and inference."""

@@ -1,0 +1,1 @@
+"""Training and evaluating taggers from Label Studio exports."""

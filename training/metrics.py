@@ -1,0 +1,75 @@
+"""Metrics in the shape other tools read, and threshold tuning."""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
+
+from labels.schema import Codebook
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+def tune_thresholds(y: np.ndarray, probs: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per label, the threshold maximising F1 on (y, probs); labels without positives keep
+    `default`. Ties go to the threshold closest to the default (less overfit to tiny dev sets)."""
+    out = np.full(y.shape[1], default, dtype=np.float32)
+    for j in range(y.shape[1]):
+        if y[:, j].sum() == 0:
+            continue
+        best, best_f1 = default, -1.0
+        for t in sorted(THRESHOLD_GRID, key=lambda t: abs(t - default)):
+            pred = probs[:, j] >= t
+            tp = float((pred & (y[:, j] > 0)).sum())
+            f1 = 2 * tp / max(1.0, pred.sum() + y[:, j].sum())
+            if f1 > best_f1 + 1e-9:
+                best, best_f1 = t, f1
+        out[j] = best
+    return out
+
+
+def _block(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict:
+    p, r, f, s = precision_recall_fscore_support(y, pred, average=None, zero_division=0, labels=range(len(names)))
+    mp, mr, mf, _ = precision_recall_fscore_support(y, pred, average="micro", zero_division=0)
+    supported = s > 0
+    return {
+        "micro_f1": float(mf), "macro_f1": float(f[supported].mean()) if supported.any() else 0.0,
+        "micro_precision": float(mp), "micro_recall": float(mr),
+        "per_label": {n: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+                      for i, n in enumerate(names)},
+    }
+
+
+def group_matrix(book: Codebook, dim: str, flat: list[tuple[str, str]], y: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Group columns derived from sub-label columns (a group is on if any of its labels is)."""
+    groups = book.dimension(dim).groups
+    cols = []
+    for g in groups:
+        members = [j for j, (d, l) in enumerate(flat) if d == dim and l in {x.id for x in g.labels}]
+        cols.append(y[:, members].max(axis=1) if members else np.zeros(len(y)))
+    return np.stack(cols, axis=1), [g.id for g in groups]
+
+
+def evaluate(book: Codebook, flat: list[tuple[str, str]], y: np.ndarray, pred: np.ndarray, model: str = "") -> dict:
+    """{"n_paragraphs", "model", "dimensions": {dim, dim_group…}, "kappa_mean"}."""
+    y, pred = (y > 0).astype(int), (pred > 0).astype(int)
+    dims: dict[str, dict] = {}
+    for dim in book.dimensions:
+        cols = [j for j, (d, _) in enumerate(flat) if d == dim.id]
+        dims[dim.id] = _block(y[:, cols], pred[:, cols], [flat[j][1] for j in cols])
+        if dim.groups:
+            gy, names = group_matrix(book, dim.id, flat, y)
+            gp, _ = group_matrix(book, dim.id, flat, pred)
+            dims[f"{dim.id}_group"] = _block(gy, gp, names)
+    return {"n_paragraphs": int(len(y)), "model": model, "dimensions": dims, "kappa_mean": kappa_mean(y, pred)}
+
+
+def kappa_mean(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean Cohen's kappa between prediction and reference over labels with support, the
+    statistic annotator agreement is reported in (6D paper: 0.746 between two coders)."""
+    kappas = []
+    for j in range(y.shape[1]):
+        if y[:, j].sum() == 0:
+            continue
+        k = cohen_kappa_score(y[:, j], pred[:, j]) if len(set(y[:, j]) | set(pred[:, j])) > 1 else 1.0
+        kappas.append(0.0 if np.isnan(k) else float(k))
+    return float(np.mean(kappas)) if kappas else 0.0
