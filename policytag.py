@@ -5,6 +5,8 @@ import typer
 
 from labels.cli import app as labels_app
 from nlp.cli import ingest
+from models.cli import predict
+from report.cli import report
 from training.cli import evaluate_cmd, train
 
 app = typer.Typer(
@@ -17,6 +19,8 @@ app.add_typer(labels_app, name="labels")
 app.command("ingest")(ingest)
 app.command("train")(train)
 app.command("evaluate")(evaluate_cmd)
+app.command("predict")(predict)
+app.command("report")(report)
 
 
 def main() -> None:

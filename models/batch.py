@@ -1,0 +1,244 @@
+"""Batch tagging: documents or paragraph JSONL in, one row per paragraph out.
+
+Rows are first appended to a journal (`<out>.journal.jsonl`) and each finished document is
+recorded in a done-list (`<out>.done`); an interrupted run continues with `resume=True`
+without duplicates. When every input is through, the journal is written out in the requested
+format atomically and removed.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pandas as pd
+
+from nlp.files import atomic_path, read_jsonl
+from nlp.ingest import FileResult, iter_ingest
+from nlp.metadata import FIELDS
+
+from .tagger import Tagger
+
+FORMATS = {".csv", ".jsonl", ".xlsx", ".parquet"}
+META_COLUMNS = ["doc_id", "paragraph_index", *FIELDS, "source_path", "is_heading", "text"]
+
+
+@dataclass
+class BatchSummary:
+    paragraphs_in: int = 0
+    rows_out: int = 0  # rows in the final output file
+    rows_kept: int = 0  # rows of documents done by an earlier, interrupted run
+    documents: int = 0
+    resumed_documents: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+
+
+def label_columns(tagger: Tagger) -> list[str]:
+    cols = []
+    for dim in tagger.book.dimensions:
+        cols += [dim.id, f"{dim.id}_zh"]
+        if dim.groups:
+            cols += [f"{dim.id}_group", f"{dim.id}_group_zh"]
+    return cols + [f"p_{label}" for label in tagger.label_ids] + ["skipped"]
+
+
+def tag_rows(tagger: Tagger, records: list[dict], skip_headings: bool = False, explain: bool = False,
+             progress: Callable[[int], None] | None = None) -> list[dict]:
+    """One output row per input record, in order. Headings may be skipped (still listed)."""
+    todo = [i for i, r in enumerate(records) if not (skip_headings and r.get("is_heading"))]
+    probs = tagger.predict_proba([records[i]["text"] for i in todo], progress=progress)
+    by_index = dict(zip(todo, probs))
+    explanations = {}
+    if explain and todo:
+        from .explain import explain_occlusion
+
+        explanations = dict(zip(todo, explain_occlusion(tagger, [records[i]["text"] for i in todo], probs)))
+    rows = []
+    for i, rec in enumerate(records):
+        row = {c: rec.get(c) for c in META_COLUMNS}
+        if i in by_index:
+            pred = tagger.decode(by_index[i])
+            for dim in tagger.book.dimensions:
+                row[dim.id] = pred.labels[dim.id]
+                row[f"{dim.id}_zh"] = [tagger.book.name_of(l) for l in pred.labels[dim.id]]
+                if dim.groups:
+                    row[f"{dim.id}_group"] = pred.groups[dim.id]
+                    row[f"{dim.id}_group_zh"] = [tagger.book.name_of(g) for g in pred.groups[dim.id]]
+            row.update({f"p_{l}": round(p, 5) for l, p in pred.probs.items()})
+            row["skipped"] = None
+            if explain:
+                row["evidence"] = explanations.get(i, {})
+        else:
+            for col in label_columns(tagger):
+                row[col] = [] if not col.startswith("p_") and col != "skipped" else None
+            row["skipped"] = "heading"
+        rows.append(row)
+    return rows
+
+
+def read_paragraph_inputs(inputs: list[Path], progress=None) -> Iterator[FileResult]:
+    """Paragraph JSONL files from `policytag ingest` are taken as they are; anything else goes
+    through ingestion. Either way, one FileResult per source file."""
+    docs = []
+    for path in inputs:
+        if path.suffix == ".jsonl" and path.is_file() and _is_paragraph_jsonl(path):
+            try:
+                records = read_jsonl(path)
+                yield FileResult(str(path), records=records)
+            except ValueError as exc:
+                yield FileResult(str(path), error=str(exc))
+        else:
+            docs.append(path)
+    if docs:
+        yield from iter_ingest(docs, progress=progress)
+
+
+def _is_paragraph_jsonl(path: Path) -> bool:
+    with open(path, encoding="utf-8-sig") as fh:
+        first = fh.readline()
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and {"doc_id", "paragraph_index", "text"} <= set(row)
+
+
+def _group_by_doc(records: list[dict]) -> dict[str, list[dict]]:
+    docs: dict[str, list[dict]] = {}
+    for r in records:
+        docs.setdefault(str(r["doc_id"]), []).append(r)
+    return docs
+
+
+def journal_paths(out: Path) -> tuple[Path, Path]:
+    return out.with_name(out.name + ".journal.jsonl"), out.with_name(out.name + ".done")
+
+
+def _load_journal(out: Path) -> tuple[set[str], int]:
+    """Documents already done, after dropping journal rows of documents not marked done
+    (a crash between writing rows and marking the document)."""
+    journal, done_path = journal_paths(out)
+    if not journal.exists() or not done_path.exists():
+        return set(), 0
+    done = set(done_path.read_text(encoding="utf-8").splitlines())
+    rows = [r for r in read_jsonl(journal) if str(r["doc_id"]) in done]
+    with atomic_path(journal) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return done, len(rows)
+
+
+def run_batch(tagger: Tagger, inputs: list[Path], out: Path, resume: bool = False, skip_headings: bool = False,
+              explain: bool = False, chunk_paragraphs: int = 512, progress=None, on_file=None) -> BatchSummary:
+    """Tag every paragraph of `inputs` into `out` (format from its suffix)."""
+    if out.suffix not in FORMATS:
+        raise ValueError(f"--out must end in one of {', '.join(sorted(FORMATS))}")
+    journal, done_path = journal_paths(out)
+    summary = BatchSummary()
+    done: set[str] = set()
+    if resume:
+        done, kept = _load_journal(out)
+        summary.resumed_documents, summary.rows_kept = len(done), kept
+    else:
+        journal.unlink(missing_ok=True)
+        done_path.unlink(missing_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pending: list[tuple[str, list[dict]]] = []
+
+    def flush() -> None:
+        records = [r for _, rs in pending for r in rs]
+        if not records:
+            return
+        try:
+            rows = tag_rows(tagger, records, skip_headings, explain, progress)
+        except Exception as exc:  # the model failed on this chunk: retry document by document
+            if len(pending) == 1:
+                summary.failed.append((pending[0][0], f"tagging failed: {type(exc).__name__}: {exc}"))
+                summary.paragraphs_in -= len(records)
+                pending.clear()
+                return
+            chunk = pending[:]
+            pending.clear()
+            for item in chunk:
+                pending.append(item)
+                flush()
+            return
+        with open(journal, "a", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        with open(done_path, "a", encoding="utf-8") as fh:
+            fh.write("".join(f"{doc}\n" for doc, _ in pending))
+        pending.clear()
+
+    for result in read_paragraph_inputs(inputs):
+        if on_file:
+            on_file(result)
+        if result.error:
+            summary.failed.append((result.path, result.error))
+            continue
+        for doc_id, records in _group_by_doc(result.records).items():
+            if doc_id in done:
+                continue
+            summary.documents += 1
+            summary.paragraphs_in += len(records)
+            pending.append((doc_id, records))
+            if sum(len(r) for _, r in pending) >= chunk_paragraphs:
+                flush()
+    flush()
+    rows = read_jsonl(journal) if journal.exists() else []
+    summary.rows_out = len(rows)
+    write_table(rows, out, tagger)
+    journal.unlink(missing_ok=True)
+    done_path.unlink(missing_ok=True)
+    return summary
+
+
+def write_table(rows: list[dict], out: Path, tagger: Tagger | None = None) -> None:
+    """Write rows atomically as .jsonl (lists kept), .parquet (lists kept), .csv / .xlsx
+    (lists joined with ';')."""
+    if out.suffix == ".jsonl":
+        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    columns = META_COLUMNS + (label_columns(tagger) if tagger else [])
+    frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [c for r in rows[:1] for c in r])))
+    if out.suffix == ".parquet":
+        if "evidence" in frame:
+            frame["evidence"] = frame["evidence"].map(lambda v: json.dumps(v, ensure_ascii=False))
+        with atomic_path(out) as tmp:
+            frame.to_parquet(tmp, index=False)
+        return
+    flat = frame.copy()
+    for col in flat.columns:
+        if flat[col].map(lambda v: isinstance(v, (list, dict))).any():
+            flat[col] = flat[col].map(lambda v: ";".join(v) if isinstance(v, list) else json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v)
+    with atomic_path(out) as tmp:
+        if out.suffix == ".csv":
+            flat.to_csv(tmp, index=False, encoding="utf-8-sig")  # BOM: Excel opens Chinese CSV correctly
+        else:
+            flat.to_excel(tmp, index=False, sheet_name="tags", engine="openpyxl")
+
+
+def read_tags(path: str | Path) -> pd.DataFrame:
+    """Read a tags file of any supported format back, with label columns as lists."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        frame = pd.DataFrame(read_jsonl(path))
+    elif path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+        for col in frame.columns:
+            if frame[col].map(lambda v: hasattr(v, "tolist") and not isinstance(v, str)).any():
+                frame[col] = frame[col].map(lambda v: list(v) if v is not None else [])
+    elif path.suffix in (".csv", ".xlsx"):
+        frame = pd.read_csv(path, encoding="utf-8-sig") if path.suffix == ".csv" else pd.read_excel(path, sheet_name=0)
+        for col in frame.columns:
+            if col not in META_COLUMNS and not col.startswith("p_") and col not in ("skipped", "evidence"):
+                frame[col] = frame[col].map(lambda v: [x for x in str(v).split(";") if x] if isinstance(v, str) else [])
+    else:
+        raise ValueError(f"{path}: unsupported tags format (use {', '.join(sorted(FORMATS))})")
+    return frame
