@@ -4,6 +4,7 @@ from __future__ import annotations
 import typer
 
 from labels.cli import app as labels_app
+from labels.studio_cli import app as studio_app
 from nlp.cli import ingest
 from models.cli import predict
 from report.cli import report
@@ -16,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(labels_app, name="labels")
+app.add_typer(studio_app, name="studio")
 app.command("ingest")(ingest)
 app.command("train")(train)
 app.command("evaluate")(evaluate_cmd)

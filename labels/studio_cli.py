@@ -1,0 +1,185 @@
+"""`policytag studio …`: the annotation round trip through a real Label Studio server."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .cli import SchemaOption, load_or_exit
+
+app = typer.Typer(help="Label Studio: labeling config, project set-up, tasks, export, agreement, active learning.",
+                  no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+UrlOption = typer.Option(None, "--url", envvar="LABEL_STUDIO_URL", help="Label Studio URL (env LABEL_STUDIO_URL).")
+# show_envvar/show_default off: the token never appears in help output or logs.
+KeyOption = typer.Option(None, "--api-key", envvar="LABEL_STUDIO_API_KEY", show_default=False, show_envvar=True,
+                         help="Personal access token (env LABEL_STUDIO_API_KEY). Never printed.")
+TitleOption = typer.Option("policytag", "--title", help="Project title.")
+
+
+def _client(url, api_key):
+    from .studio import StudioError, connect
+
+    try:
+        return connect(url, api_key)
+    except StudioError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+
+
+def _fail(exc) -> None:
+    err.print(f"[red]{exc}[/red]")
+    raise typer.Exit(2)
+
+
+@app.command("config")
+def config(schema: Optional[Path] = SchemaOption) -> None:
+    """Print the labeling config XML generated from the codebook."""
+    from .studio import labeling_config
+
+    print(labeling_config(load_or_exit(schema)))
+
+
+@app.command("setup")
+def setup(title: str = TitleOption, schema: Optional[Path] = SchemaOption, url: Optional[str] = UrlOption,
+          api_key: Optional[str] = KeyOption) -> None:
+    """Create the project, or update its labeling config if it exists (never duplicates)."""
+    from .studio import StudioError, setup_project
+
+    book = load_or_exit(schema)
+    try:
+        pid, created = setup_project(_client(url, api_key), title, book)
+    except StudioError as exc:
+        _fail(exc)
+    out.print(f"{'created' if created else 'updated'} project {title!r} (id {pid}) with codebook {book.name} v{book.version}")
+
+
+@app.command("push")
+def push(paragraphs: Path = typer.Argument(..., help="Paragraphs JSONL from `policytag ingest`."),
+         predictions: Optional[Path] = typer.Option(None, "--predictions", help="Model directory: attach its predictions as pre-annotations."),
+         title: str = TitleOption, schema: Optional[Path] = SchemaOption, url: Optional[str] = UrlOption,
+         api_key: Optional[str] = KeyOption) -> None:
+    """Import paragraphs as tasks; those already imported (same doc_id + paragraph_index) are skipped."""
+    from .studio import StudioError, project_id, push_tasks, read_paragraphs
+
+    book = load_or_exit(schema)
+    try:
+        records = read_paragraphs(paragraphs)
+        tagger = None
+        if predictions:
+            from models.tagger import load_model
+
+            tagger = load_model(predictions)
+        ls = _client(url, api_key)
+        result = push_tasks(ls, project_id(ls, title), records, book, tagger)
+    except (StudioError, OSError, ValueError) as exc:
+        _fail(exc)
+    out.print(f"{result['imported']} task(s) imported{' with pre-annotations' if tagger else ''}, "
+              f"{result['already_there']} already in the project")
+
+
+@app.command("pull")
+def pull(out_path: Path = typer.Option(..., "--out", help="Where to write the JSON export."),
+         title: str = TitleOption, url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption,
+         schema: Optional[Path] = SchemaOption) -> None:
+    """Export the project's annotations (Label Studio JSON format), written atomically."""
+    from nlp.files import write_json_atomic
+
+    from .export import parse_export
+    from .studio import StudioError, export_project, project_id
+
+    book = load_or_exit(schema)
+    try:
+        ls = _client(url, api_key)
+        tasks = export_project(ls, project_id(ls, title))
+    except StudioError as exc:
+        _fail(exc)
+    write_json_atomic(out_path, tasks)
+    _, report = parse_export(tasks, book)
+    out.print(f"{len(tasks)} task(s) → {out_path}")
+    for line in report.lines():
+        out.print(f"  {line}")
+
+
+@app.command("agreement")
+def agreement_cmd(export: Path = typer.Argument(..., help="Label Studio JSON export (from `pull` or the UI)."),
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+                  schema: Optional[Path] = SchemaOption, top: int = typer.Option(10, help="How many disputed tasks to list.")) -> None:
+    """Inter-annotator agreement on tasks with two or more annotations."""
+    from .agreement import agreement
+    from .export import load_export
+
+    book = load_or_exit(schema)
+    try:
+        tasks = load_export(export)
+    except (OSError, ValueError) as exc:
+        _fail(exc)
+    result = agreement(tasks, book, top)
+    if as_json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    if not result["tasks_with_two_or_more"]:
+        out.print("no task has two or more annotations: nothing to compare")
+        return
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    summary = Table(title=f"agreement over {result['tasks_with_two_or_more']} tasks", show_header=False)
+    summary.add_row("mean per-label Cohen's kappa", fmt(result["kappa_mean"]))
+    summary.add_row("6D paper (two coders)", fmt(result["paper_kappa_mean"]))
+    summary.add_row("exact match of whole label sets", fmt(result["exact_match"]))
+    for dim, alpha in result["alpha_masi"].items():
+        summary.add_row(f"Krippendorff's alpha (MASI) — {dim}", fmt(alpha))
+    out.print(summary)
+    per = Table(title="per-label kappa")
+    per.add_column("label")
+    per.add_column("kappa", justify="right")
+    for label, k in sorted(result["per_label_kappa"].items(), key=lambda kv: kv[1]):
+        per.add_row(label, f"{k:.3f}")
+    out.print(per)
+    if result["disputed"]:
+        dis = Table(title="most disputed tasks")
+        for col in ("task", "distance", "text"):
+            dis.add_column(col, overflow="fold")
+        for d in result["disputed"]:
+            dis.add_row(str(d["task"]), f"{d['distance']:.3f}", d["text"])
+        out.print(dis)
+
+
+@app.command("suggest")
+def suggest(model: Path = typer.Option(..., "--model", help="Model directory."), n: int = typer.Option(50, "--n", min=1),
+            title: str = TitleOption, url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption,
+            out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the suggestions as JSON.")) -> None:
+    """The unlabeled tasks the model is least sure about (active learning): label these first.
+
+    In Label Studio's Data Manager, filter on these task ids, or sort by prediction score
+    ascending: `push --predictions` stores the same confidence as each prediction's score."""
+    from models.tagger import load_model
+    from nlp.files import write_json_atomic
+
+    from .studio import StudioError, confidence, project_id, unlabeled_tasks
+
+    try:
+        tagger = load_model(model)
+        ls = _client(url, api_key)
+        tasks = unlabeled_tasks(ls, project_id(ls, title))
+    except (StudioError, OSError, ValueError) as exc:
+        _fail(exc)
+    if not tasks:
+        out.print("every task is annotated")
+        return
+    probs = tagger.predict_proba([(t.data or {}).get("text", "") for t in tasks])
+    scored = sorted(((confidence(p, tagger.thresholds), t) for p, t in zip(probs, tasks)), key=lambda x: (x[0], x[1].id))[:n]
+    table = Table(title=f"{len(scored)} least certain of {len(tasks)} unlabeled tasks")
+    for col in ("task", "confidence", "text"):
+        table.add_column(col, overflow="fold")
+    for conf, t in scored:
+        table.add_row(str(t.id), f"{conf:.3f}", (t.data or {}).get("text", "")[:70])
+    out.print(table)
+    out.print("task ids: " + ",".join(str(t.id) for _, t in scored))
+    if out_path:
+        write_json_atomic(out_path, [{"task": t.id, "confidence": c, "text": (t.data or {}).get("text", "")} for c, t in scored])

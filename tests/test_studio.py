@@ -1,0 +1,231 @@
+"""The annotation round trip against a real Label Studio server started here.
+
+Label Studio lives in its own virtualenv (it pins Django and its SDK); the tests find it
+through LABEL_STUDIO_BIN or PATH and are skipped, loudly, only when it is absent."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from labels.agreement import agreement, krippendorff_alpha, masi_distance
+from labels.export import parse_export
+from labels.schema import load_codebook
+from labels.studio import (StudioError, connect, create_personal_access_token, labeling_config, prediction_result)
+from policytag import app
+
+from conftest import EXAMPLES, ROOT, shared_path
+
+runner = CliRunner()
+BOOK = load_codebook()
+ADMIN = ("admin@policytag.test", "admin-pass-4821")
+CODER = ("coder2@policytag.test", "coder-pass-9377")
+
+
+def label_studio_bin() -> str | None:
+    return os.environ.get("LABEL_STUDIO_BIN") or shutil.which("label-studio") or (
+        str(ROOT / ".lsvenv" / "bin" / "label-studio") if (ROOT / ".lsvenv" / "bin" / "label-studio").exists() else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def studio(tmp_path_factory):
+    exe = label_studio_bin()
+    if not exe:
+        pytest.skip("LABEL STUDIO NOT INSTALLED: set LABEL_STUDIO_BIN (tests/run.sh installs it into .lsvenv)")
+    data_dir = tmp_path_factory.mktemp("label-studio")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("USERNAME", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_URL")}
+    env.update(LABEL_STUDIO_USERNAME=ADMIN[0], LABEL_STUDIO_PASSWORD=ADMIN[1], ML_BLOCK_LOCAL_IP="false")
+    log = open(data_dir / "server.log", "w")
+    proc = subprocess.Popen([exe, "start", "--no-browser", "--data-dir", str(data_dir), "-p", str(port),
+                             "--internal-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"Label Studio exited: {(data_dir / 'server.log').read_text()[-2000:]}")
+        time.sleep(1)
+    else:
+        proc.kill()
+        raise RuntimeError("Label Studio did not become healthy in 300 s")
+    token = create_personal_access_token(url, *ADMIN)
+    yield {"url": url, "token": token, "client": connect(url, token)}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def tfidf_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "tfidf"
+    r = runner.invoke(app, ["train", "--baseline", "tfidf", "--data", str(shared_path("data", "annotations", "ihms-train.json")), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def join_by_invite(url, admin, email, password):
+    """What a new annotator does: open the organisation's invite link and sign up."""
+    invite = admin.organizations.invites.get_invite_link().invite_url
+    with httpx.Client(base_url=url, follow_redirects=True, timeout=30) as http:
+        http.get(invite)
+        r = http.post(invite, data={"email": email, "password": password, "csrfmiddlewaretoken": http.cookies.get("csrftoken")},
+                      headers={"Referer": url + invite})
+        assert r.status_code == 200
+
+
+def cli(studio, *args):
+    env = {"LABEL_STUDIO_URL": studio["url"], "LABEL_STUDIO_API_KEY": studio["token"]}
+    return runner.invoke(app, ["studio", *map(str, args)], env=env)
+
+
+# --- no server needed ----------------------------------------------------------------
+def test_config_is_valid_xml_with_aliases_and_hints():
+    root = ET.fromstring(labeling_config(BOOK))
+    taxonomy = root.find("Taxonomy")
+    assert taxonomy.get("name") == "tool" and taxonomy.get("leafsOnly") == "true"
+    leaves = [c for g in taxonomy.findall("Choice") for c in g.findall("Choice")]
+    assert [c.get("alias") for c in leaves] == BOOK.dimension("tool").label_ids
+    assert all(c.get("hint") for c in leaves)
+    stake = [c for c in root.findall("Choices") if c.get("name") == "stakeholder"][0]
+    assert stake.get("choice") == "multiple" and [c.get("alias") for c in stake] == BOOK.dimension("stakeholder").label_ids
+    assert {"$title", "$issuer", "$date", "$text"} <= {e.get("value") for e in root.iter() if e.get("value", "").startswith("$")}
+    assert runner.invoke(app, ["studio", "config"]).output.strip().startswith("<View>")
+
+
+def test_predictions_are_validated_against_the_codebook():
+    result = prediction_result(BOOK, {"tool": ["talent_construction"], "stakeholder": ["resident"], "orientation": []})
+    assert result[0]["value"] == {"taxonomy": [["supply", "talent_construction"]]}
+    with pytest.raises(StudioError, match="not in dimension"):
+        prediction_result(BOOK, {"stakeholder": ["martians"]})
+
+
+def test_masi_and_alpha():
+    assert masi_distance(frozenset(), frozenset()) == 0.0
+    assert masi_distance(frozenset("a"), frozenset("a")) == 0.0
+    assert masi_distance(frozenset("ab"), frozenset("a")) == pytest.approx(1 - 0.5 * 0.67)
+    assert masi_distance(frozenset("a"), frozenset("b")) == 1.0
+    assert krippendorff_alpha({1: {"x": frozenset("a"), "y": frozenset("a")}, 2: {"x": frozenset("b"), "y": frozenset("b")}}) == 1.0
+
+
+def test_missing_credentials_is_a_clear_error():
+    r = runner.invoke(app, ["studio", "setup"], env={"LABEL_STUDIO_URL": "", "LABEL_STUDIO_API_KEY": ""})
+    assert r.exit_code == 2 and "LABEL_STUDIO_API_KEY" in r.output
+
+
+# --- the real server -----------------------------------------------------------------------
+def stake(*ids):
+    return {"from_name": "stakeholder", "to_name": "text", "type": "choices", "value": {"choices": list(ids)}}
+
+
+def tool(*paths):
+    return {"from_name": "tool", "to_name": "text", "type": "taxonomy", "value": {"taxonomy": [list(p) for p in paths]}}
+
+
+def test_round_trip_setup_push_annotate_pull_agreement(studio, tfidf_model, tmp_path):
+    # setup is idempotent
+    for _ in range(2):
+        r = cli(studio, "setup", "--title", "round trip")
+        assert r.exit_code == 0, r.output
+    ls = studio["client"]
+    projects = [p for p in ls.projects.list() if p.title == "round trip"]
+    assert len(projects) == 1
+    pid = projects[0].id
+    assert studio["token"] not in r.output
+
+    # push paragraphs with pre-annotations; a second push imports nothing
+    paragraphs = tmp_path / "p.jsonl"
+    assert runner.invoke(app, ["ingest", str(EXAMPLES), "--out", str(paragraphs)]).exit_code == 0
+    n = sum(1 for _ in open(paragraphs, encoding="utf-8"))
+    r = cli(studio, "push", paragraphs, "--title", "round trip", "--predictions", tfidf_model)
+    assert r.exit_code == 0 and f"{n} task(s) imported with pre-annotations" in r.output, r.output
+    r = cli(studio, "push", paragraphs, "--title", "round trip")
+    assert "0 task(s) imported" in r.output and f"{n} already in the project" in r.output
+    tasks = sorted(ls.tasks.list(project=pid, fields="all"), key=lambda t: t.id)
+    assert len(tasks) == n
+    version = json.loads((tfidf_model / "policytag.json").read_text())["model_version"]
+    for t in tasks:
+        (pred,) = t.predictions
+        p = pred if isinstance(pred, dict) else pred.dict()
+        assert p["model_version"] == version and 0 <= p["score"] <= 1
+        for region in p["result"]:
+            values = [path[-1] for path in region["value"].get("taxonomy", [])] + region["value"].get("choices", [])
+            assert all(BOOK.resolve(region["from_name"], v) == v for v in values)
+
+    # two annotators, each with their own personal access token
+    join_by_invite(studio["url"], ls, *CODER)
+    coder = connect(studio["url"], create_personal_access_token(studio["url"], *CODER))
+    t1, t2, t3, t4, t5 = (t.id for t in tasks[:5])
+    admin_results = {t1: [stake("government"), tool(["supply", "talent_construction"])],
+                     t2: [stake("government", "resident")], t3: [stake("resident")], t4: []}
+    coder_results = {t1: [stake("government"), tool(["supply", "talent_construction"])],
+                     t2: [stake("government", "resident")], t3: [stake("government")], t4: []}
+    for task_id, result in admin_results.items():
+        ls.annotations.create(id=task_id, result=result)
+    for task_id, result in coder_results.items():
+        coder.annotations.create(id=task_id, result=result)
+    coder.annotations.create(id=t5, result=[], was_cancelled=True)  # a skip
+
+    export = tmp_path / "export.json"
+    r = cli(studio, "pull", "--title", "round trip", "--out", export)
+    assert r.exit_code == 0, r.output
+    pulled = json.loads(export.read_text(encoding="utf-8"))
+    assert len(pulled) == n
+    # round trip: every annotation comes back exactly as created
+    by_id = {t["id"]: t for t in pulled}
+    for results in (admin_results, coder_results):
+        for task_id, result in results.items():
+            assert any(a["result"] and [(x["from_name"], x["value"]) for x in a["result"]] == [(x["from_name"], x["value"]) for x in result]
+                       or (not a["result"] and not result) for a in by_id[task_id]["annotations"])
+    examples, report = parse_export(export, BOOK)
+    assert len(examples) == 4 and report.dropped["no submitted annotation"] == n - 4
+    assert report.notes["skipped/cancelled annotations"] == 1 and not report.unknown_labels
+    ex = {e.task_id: e for e in examples}
+    assert ex[t1].labels == {"tool": ["talent_construction"], "stakeholder": ["government"], "orientation": []}
+    assert ex[t2].labels["stakeholder"] == ["government", "resident"]
+    assert ex[t2].meta["doc_id"] and "paragraph_index" in ex[t2].meta
+
+    # agreement, computed by hand:
+    #   government A=[1,1,0,0] B=[1,1,1,0] -> po .75, pe .5, kappa .5
+    #   resident   A=[0,1,1,0] B=[0,1,0,0] -> kappa .5 ; talent_construction identical -> 1.0
+    r = cli(studio, "agreement", export, "--json")
+    assert r.exit_code == 0, r.output
+    stats = json.loads(r.output)
+    assert stats["tasks_with_two_or_more"] == 4
+    assert stats["per_label_kappa"] == pytest.approx({"government": 0.5, "resident": 0.5, "talent_construction": 1.0})
+    assert stats["kappa_mean"] == pytest.approx(2 / 3)
+    assert stats["exact_match"] == pytest.approx(0.75)
+    assert stats["disputed"][0]["task"] == t3 and stats["paper_kappa_mean"] == 0.746
+    r = cli(studio, "agreement", export)
+    assert "0.746" in r.output and "0.667" in r.output
+
+    # active learning: unlabeled tasks, least certain first
+    r = cli(studio, "suggest", "--title", "round trip", "--model", tfidf_model, "--n", 3, "--out", tmp_path / "s.json")
+    assert r.exit_code == 0, r.output
+    suggested = json.loads((tmp_path / "s.json").read_text())
+    assert len(suggested) == 3 and not {s["task"] for s in suggested} & {t1, t2, t3, t4}
+    assert [s["confidence"] for s in suggested] == sorted(s["confidence"] for s in suggested)
+
+
+def test_wrong_token_is_reported_without_echoing_it(studio):
+    r = runner.invoke(app, ["studio", "setup"], env={"LABEL_STUDIO_URL": studio["url"], "LABEL_STUDIO_API_KEY": "not-a-real-token-xyz"})
+    assert r.exit_code == 2 and "not-a-real-token-xyz" not in r.output
