@@ -6,7 +6,7 @@ import typer
 from labels.cli import app as labels_app
 from labels.studio_cli import app as studio_app
 from nlp.cli import ingest
-from models.cli import predict
+from models.cli import export_onnx_cmd, predict
 from report.cli import report
 from training.cli import evaluate_cmd, train
 
@@ -22,6 +22,7 @@ app.command("ingest")(ingest)
 app.command("train")(train)
 app.command("evaluate")(evaluate_cmd)
 app.command("predict")(predict)
+app.command("export-onnx")(export_onnx_cmd)
 app.command("report")(report)
 
 

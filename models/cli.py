@@ -20,7 +20,7 @@ def predict(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: documents already tagged are kept."),
     skip_headings: bool = typer.Option(False, "--skip-headings", help="Don't tag headings (they are still listed)."),
     explain: bool = typer.Option(False, "--explain", help="Add the words that drove each label (occlusion; slower)."),
-    backend: str = typer.Option("torch", help="torch, or onnx (after `policytag export-onnx`)."),
+    backend: str = typer.Option("torch", help="torch, or onnx (int8) / onnx-fp32 after `policytag export-onnx`."),
 ) -> None:
     """Tag every paragraph of new policy documents. Rows out = paragraphs in, checked at the end."""
     from .batch import FORMATS, run_batch
@@ -30,7 +30,7 @@ def predict(
         err.print(f"[red]--out must end in one of {', '.join(sorted(FORMATS))}[/red]")
         raise typer.Exit(2)
     try:
-        tagger = load_model(model) if backend == "torch" else _onnx(model)
+        tagger = load_model(model, backend=backend)
     except (OSError, ValueError) as exc:
         err.print(f"[red]cannot load model[/red]: {exc}")
         raise typer.Exit(2)
@@ -75,7 +75,17 @@ def predict(
         raise typer.Exit(2)
 
 
-def _onnx(model: Path):
-    from .onnx import load_onnx
+def export_onnx_cmd(
+    model: Path = typer.Option(..., "--model", help="Fine-tuned model directory."),
+    quantize: bool = typer.Option(True, help="Also write an int8 dynamically quantised model."),
+) -> None:
+    """Export the model to ONNX (and int8) inside its directory; use with `predict --backend onnx`."""
+    from .onnx import export_onnx
 
-    return load_onnx(model)
+    try:
+        paths = export_onnx(model, quantize)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    for p in paths:
+        err.print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB)")

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from transformers import AutoTokenizer
+
 from labels.schema import Codebook, load_codebook
 from nlp.segment import normalize_text
 
@@ -97,12 +99,12 @@ class Tagger:
         self.thresholds = np.array([thresholds.get(l, 0.5) for l in self.label_ids], dtype=np.float32)
         self.kind = config["kind"]
         self.version = config.get("model_version", self.path.name)
-        self._model = self._tokenizer = self._baseline = None
+        self._model = self._tokenizer = self._baseline = self._session = None
         self.device = torch.device("cpu")
 
     # -- loading ------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None) -> "Tagger":
+    def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "Tagger":
         path = Path(path)
         config_path = path / CONFIG_FILE
         if not config_path.exists():
@@ -111,9 +113,14 @@ class Tagger:
         book = load_codebook(path / "codebook.yaml")
         thresholds = json.loads((path / "thresholds.json").read_text(encoding="utf-8"))
         tagger = cls(path, config, book, thresholds)
-        if tagger.kind == "transformer":
+        if tagger.kind == "transformer" and backend in ("onnx", "onnx-int8", "onnx-fp32"):
+            from .onnx import open_session
+
+            tagger._tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
+            tagger._session = open_session(path, quantized=backend != "onnx-fp32")
+        elif tagger.kind == "transformer":
             from safetensors.torch import load_file
-            from transformers import AutoModel, AutoTokenizer
+            from transformers import AutoModel
 
             tagger.device = pick_device(device)
             if tagger.device.type == "cpu":
@@ -140,9 +147,11 @@ class Tagger:
         enc = self._tokenizer([normalize_text(t) for t in texts], truncation=True, max_length=self.max_length)
         return [len(ids) for ids in enc["input_ids"]]
 
-    def predict_proba(self, texts: list[str], batch_tokens: int = 8192, max_batch: int = 64,
+    def predict_proba(self, texts: list[str], batch_tokens: int = 2048, max_batch: int = 16,
                       progress=None) -> np.ndarray:
-        """Probabilities, shape (len(texts), n_labels), in input order."""
+        """Probabilities, shape (len(texts), n_labels), in input order. Batches are length-sorted
+        under a token budget; 16 × 128 tokens measured fastest on a 2-core CPU (larger batches
+        fall out of cache and get slower)."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         clean = [normalize_text(t) for t in texts]
@@ -155,13 +164,21 @@ class Tagger:
         lengths = self.token_lengths(clean)
         with torch.inference_mode():
             for batch in length_batches(lengths, batch_tokens, max_batch):
-                enc = self._tokenizer([clean[i] for i in batch], truncation=True, max_length=self.max_length,
-                                      padding=True, return_tensors="pt").to(self.device)
-                logits = self._model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
-                out[batch] = torch.sigmoid(logits.float()).cpu().numpy()
+                out[batch] = self._forward([clean[i] for i in batch])
                 if progress:
                     progress(len(batch))
         return out
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        """Probabilities for one batch of normalised texts."""
+        if self._session is not None:  # ONNX Runtime
+            enc = self._tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
+            feeds = {i.name: enc[i.name].astype(np.int64) for i in self._session.get_inputs()}
+            return self._session.run(["probs"], feeds)[0]
+        enc = self._tokenizer(texts, truncation=True, max_length=self.max_length, padding=True,
+                              return_tensors="pt").to(self.device)
+        logits = self._model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        return torch.sigmoid(logits.float()).cpu().numpy()
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         return probs >= self.thresholds
@@ -181,5 +198,6 @@ class Tagger:
         return [self.decode(row) for row in probs]
 
 
-def load_model(path: str | Path, device: str | None = None) -> Tagger:
-    return Tagger.load(path, device)
+def load_model(path: str | Path, device: str | None = None, backend: str = "torch") -> Tagger:
+    """backend: torch, or onnx (int8, after `policytag export-onnx`) / onnx-fp32."""
+    return Tagger.load(path, device, backend)

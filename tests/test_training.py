@@ -28,21 +28,6 @@ METRIC_KEYS = {"micro_f1", "macro_f1", "micro_precision", "micro_recall", "per_l
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    """A 2-layer, 64-wide BERT with the real Chinese vocabulary, randomly initialised."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    d = tmp_path_factory.mktemp("tiny-bert")
-    vocab = shared_path("models", "m3e-small", "vocab.txt")
-    tok = BertTokenizerFast(vocab_file=str(vocab), do_lower_case=True)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=128, max_position_embeddings=512)
-    BertModel(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
-
-
-@pytest.fixture(scope="session")
 def small_export(tmp_path_factory):
     """The first 160 tasks of the shared export (about 30 documents)."""
     tasks = json.loads(shared_path("data", "annotations", "ihms-train.json").read_text(encoding="utf-8"))
@@ -199,3 +184,19 @@ def test_interrupt_and_resume_reproduce_an_uninterrupted_run(tiny_model, small_e
 def test_train_requires_a_base_model(small_export, tmp_path):
     result = train_cli(["--data", small_export, "--out", tmp_path / "m"])
     assert result.exit_code == 2 and "--base-model is required" in result.output
+
+
+def test_onnx_export_matches_torch(tiny_model, small_export, tmp_path):
+    out = tmp_path / "model"
+    assert train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1, "--max-length", 64]).exit_code == 0
+    result = runner.invoke(app, ["export-onnx", "--model", str(out)])
+    assert result.exit_code == 0, result.output
+    texts = ["推进家庭医生签约服务。", "加强基层医疗卫生机构人才队伍建设，落实全科医生培养。", "一、总体要求"]
+    torch_probs = load_model(out).predict_proba(texts)
+    fp32 = load_model(out, backend="onnx-fp32").predict_proba(texts)
+    int8 = load_model(out, backend="onnx").predict_proba(texts)
+    assert np.allclose(torch_probs, fp32, atol=1e-4)
+    assert np.abs(torch_probs - int8).max() < 0.2  # quantised: close, not equal
+    tfidf = tmp_path / "tfidf"
+    assert train_cli(["--baseline", "tfidf", "--data", small_export, "--out", tfidf]).exit_code == 0
+    assert runner.invoke(app, ["export-onnx", "--model", str(tfidf)]).exit_code == 2
