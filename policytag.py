@@ -8,6 +8,7 @@ from labels.studio_cli import app as studio_app
 from nlp.cli import ingest
 from models.cli import export_onnx_cmd, predict
 from report.cli import report
+from serve.cli import serve
 from training.cli import evaluate_cmd, train
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.command("train")(train)
 app.command("evaluate")(evaluate_cmd)
 app.command("predict")(predict)
 app.command("export-onnx")(export_onnx_cmd)
+app.command("serve")(serve)
 app.command("report")(report)
 
 

@@ -48,7 +48,9 @@ def studio(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("label-studio")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("USERNAME", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_URL")}
-    env.update(LABEL_STUDIO_USERNAME=ADMIN[0], LABEL_STUDIO_PASSWORD=ADMIN[1], ML_BLOCK_LOCAL_IP="false")
+    # Our ML backend runs on loopback: allow Label Studio to call it (its defaults block local addresses).
+    env.update(LABEL_STUDIO_USERNAME=ADMIN[0], LABEL_STUDIO_PASSWORD=ADMIN[1], ML_BLOCK_LOCAL_IP="false",
+               SSRF_PROTECTION_ENABLED="false")
     log = open(data_dir / "server.log", "w")
     proc = subprocess.Popen([exe, "start", "--no-browser", "--data-dir", str(data_dir), "-p", str(port),
                              "--internal-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -229,3 +231,55 @@ def test_round_trip_setup_push_annotate_pull_agreement(studio, tfidf_model, tmp_
 def test_wrong_token_is_reported_without_echoing_it(studio):
     r = runner.invoke(app, ["studio", "setup"], env={"LABEL_STUDIO_URL": studio["url"], "LABEL_STUDIO_API_KEY": "not-a-real-token-xyz"})
     assert r.exit_code == 2 and "not-a-real-token-xyz" not in r.output
+
+
+def test_ml_backend_connected_to_label_studio_and_webhook_retrain(studio, tfidf_model, tmp_path):
+    """Connect `policytag serve` as the project's model, ask Label Studio for predictions,
+    and see ours; then a webhook triggers a background retrain from the project's export and
+    the new model is swapped in (model_version changes)."""
+    from test_serve import AUTH, TOKEN, start_server
+
+    ls = studio["client"]
+    r = cli(studio, "setup", "--title", "ml backend")
+    assert r.exit_code == 0, r.output
+    pid = [p for p in ls.projects.list() if p.title == "ml backend"][0].id
+    # annotated tasks from the shared export, imported with their annotations
+    tasks = json.loads(shared_path("data", "annotations", "ihms-train.json").read_text(encoding="utf-8"))[:150]
+    ls.projects.import_tasks(id=pid, request=[{"data": {k: "" if v is None else v for k, v in t["data"].items()}, "annotations": [{"result": a["result"]} for a in t["annotations"]]}
+                                              for t in tasks], commit_to_project=True)
+    fresh = [{"data": {"text": "推进互联网医院建设，发展远程医疗服务。", "title": "", "issuer": "", "date": "", "doc_id": "new", "paragraph_index": 0}}]
+    ls.projects.import_tasks(id=pid, request=fresh, commit_to_project=True)
+
+    port = free_port()
+    env = {"LABEL_STUDIO_URL": studio["url"], "LABEL_STUDIO_API_KEY": studio["token"], "POLICYTAG_RETRAIN_AFTER": "2",
+           "POLICYTAG_ML_BACKEND_OPEN": "1"}  # Community Label Studio sends no credentials to ML backends
+    model_copy = tmp_path / "served"
+    shutil.copytree(tfidf_model, model_copy)
+    proc, url = start_server(model_copy, port, env)
+    try:
+        backend = ls.ml.create(project=pid, url=url, title="policytag", is_interactive=False)
+        assert httpx.post(f"{url}/v1/tag", json={"paragraphs": ["x"]}).status_code == 401  # the REST API stays closed
+        assert ls.ml.get(id=backend.id).state in ("CO", "CONNECTED")
+        version = httpx.get(f"{url}/v1/model", headers=AUTH).json()["model_version"]
+        ls.actions.create(id="retrieve_tasks_predictions", project=pid, selected_items={"all": True, "excluded": []})
+        new_task = [t for t in ls.tasks.list(project=pid, fields="all") if (t.data or {}).get("doc_id") == "new"][0]
+        preds = [p if isinstance(p, dict) else p.dict() for p in new_task.predictions]
+        assert preds and preds[-1]["model_version"] == version
+        assert any(r["from_name"] == "tool" for r in preds[-1]["result"])
+
+        for _ in range(2):  # two annotation events reach the threshold
+            r = httpx.post(f"{url}/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": pid}}, headers=AUTH)
+        assert r.json()["retrain_started"] is True
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            info = httpx.get(f"{url}/v1/model", headers=AUTH).json()
+            if info["retrains"] == 1 or info["last_error"]:
+                break
+            time.sleep(0.5)
+        assert info["retrains"] == 1 and info["last_error"] is None, info
+        assert info["model_version"] != version
+        r = httpx.post(f"{url}/v1/tag", json={"paragraphs": ["推进互联网医院建设。"]}, headers=AUTH).json()
+        assert r["model_version"] == info["model_version"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

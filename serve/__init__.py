@@ -1,0 +1,1 @@
+"""The tagging service: REST API and Label Studio ML backend (FastAPI)."""

@@ -1,0 +1,391 @@
+"""The tagging service: a REST API for programs and the Label Studio ML backend protocol,
+in one FastAPI app.
+
+Concurrent requests are micro-batched: paragraphs from all callers wait at most
+`batch_wait_ms` in one queue and are tagged together, so throughput under load approaches
+batch tagging. The model can be swapped atomically (after a background retrain) without
+dropping requests.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.tagger import Tagger, load_model
+from nlp.metadata import derive, parse_metadata
+from nlp.segment import normalize_text, segment
+
+
+@dataclass
+class Settings:
+    model_dir: Path
+    api_token: Optional[str] = None  # POLICYTAG_API_TOKEN
+    # Label Studio Community cannot send credentials to an ML backend: this opens only its
+    # protocol routes (/setup, /predict, /webhook) — for a backend on a trusted network.
+    ml_backend_open: bool = False  # POLICYTAG_ML_BACKEND_OPEN=1
+    max_body_bytes: int = 2_000_000
+    max_paragraphs: int = 500
+    max_chars: int = 5_000
+    batch_wait_ms: float = 10.0
+    max_batch: int = 64
+    # Background retraining on Label Studio webhooks (off unless min_new_annotations > 0).
+    min_new_annotations: int = 0
+    retrain_base_model: Optional[str] = None  # None: retrain the TF-IDF baseline
+    label_studio_url: Optional[str] = None
+    label_studio_api_key: Optional[str] = None
+
+    @classmethod
+    def from_env(cls, model_dir: Path, **overrides) -> "Settings":
+        env = os.environ
+        values = dict(
+            api_token=env.get("POLICYTAG_API_TOKEN") or None,
+            ml_backend_open=env.get("POLICYTAG_ML_BACKEND_OPEN", "").lower() in ("1", "true", "yes"),
+            max_body_bytes=int(env.get("POLICYTAG_MAX_BODY_BYTES", 2_000_000)),
+            max_paragraphs=int(env.get("POLICYTAG_MAX_PARAGRAPHS", 500)),
+            max_chars=int(env.get("POLICYTAG_MAX_CHARS", 5_000)),
+            min_new_annotations=int(env.get("POLICYTAG_RETRAIN_AFTER", 0)),
+            retrain_base_model=env.get("POLICYTAG_RETRAIN_BASE_MODEL") or None,
+            label_studio_url=env.get("LABEL_STUDIO_URL") or None,
+            label_studio_api_key=env.get("LABEL_STUDIO_API_KEY") or None,
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(model_dir=Path(model_dir), **values)
+
+
+# ---- request / response bodies ------------------------------------------------------------
+class ParagraphIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: str
+
+
+class TagRequest(BaseModel):
+    """Either one document (`text`, split into paragraphs here) or ready `paragraphs`."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Optional[str] = Field(None, description="A whole document; cut into paragraphs by the server.")
+    paragraphs: Optional[list[Union[str, ParagraphIn]]] = Field(None, description="Paragraphs to tag as they are.")
+    metadata: Optional[dict[str, Any]] = Field(None, description="Document metadata (title, issuer, date, level…).")
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_blank(cls, v):
+        if v is not None and not v.strip():
+            raise ValueError("text is empty")
+        return v
+
+
+class TaggedParagraph(BaseModel):
+    index: int
+    text: str
+    is_heading: bool = False
+    labels: dict[str, list[str]]
+    groups: dict[str, list[str]]
+    probabilities: dict[str, float]
+
+
+class TagResponse(BaseModel):
+    model_version: str
+    schema_name: str
+    schema_version: str
+    metadata: dict[str, Any] = {}
+    paragraphs: list[TaggedParagraph]
+
+
+# ---- micro-batching ---------------------------------------------------------------------------
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """Collects paragraphs from concurrent requests and tags them in shared batches, one
+    batch at a time in a worker thread (the event loop never blocks on the model)."""
+
+    def __init__(self, get_tagger, wait_ms: float, max_batch: int):
+        self.get_tagger, self.wait, self.max_batch = get_tagger, wait_ms / 1000, max_batch
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+
+    async def probabilities(self, texts: list[str]) -> tuple[np.ndarray, Tagger]:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Job(texts, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self.queue.get()]
+            size = len(jobs[0].texts)
+            deadline = time.perf_counter() + self.wait
+            while size < self.max_batch:
+                timeout = deadline - time.perf_counter()
+                if timeout <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self.queue.get(), timeout)
+                except asyncio.TimeoutError:
+                    break
+                jobs.append(job)
+                size += len(job.texts)
+            tagger = self.get_tagger()  # one model for the whole batch, even during a swap
+            texts = [t for j in jobs for t in j.texts]
+            try:
+                probs = await asyncio.to_thread(tagger.predict_proba, texts)
+            except Exception as exc:  # surfaces as a 500 for these requests only
+                for j in jobs:
+                    if not j.future.done():
+                        j.future.set_exception(exc)
+                continue
+            start = 0
+            for j in jobs:
+                if not j.future.done():
+                    j.future.set_result((probs[start:start + len(j.texts)], tagger))
+                start += len(j.texts)
+
+
+# ---- the app ------------------------------------------------------------------------------------
+OPEN_PATHS = {"/healthz", "/readyz", "/health"}
+ML_BACKEND_PATHS = {"/setup", "/predict", "/webhook"}
+
+
+def _authorised(header: str | None, token: str) -> bool:
+    """Bearer <token>, or HTTP Basic with the token as password (what Label Studio's ML
+    backend connection can send)."""
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer":
+        return hmac.compare_digest(value.strip(), token)
+    if scheme.lower() == "basic":
+        try:
+            _, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except Exception:
+            return False
+        return hmac.compare_digest(password, token)
+    return False
+
+
+def create_app(settings: Settings) -> FastAPI:
+    state: dict[str, Any] = {"tagger": None, "new_annotations": 0, "retraining": False, "retrains": 0, "last_error": None}
+    swap_lock = threading.Lock()
+
+    def current() -> Tagger:
+        return state["tagger"]
+
+    batcher = MicroBatcher(current, settings.batch_wait_ms, settings.max_batch)
+
+    async def lifespan(app: FastAPI):
+        state["tagger"] = await asyncio.to_thread(load_model, settings.model_dir)
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="policytag", version="1", lifespan=lifespan,
+                  description="Tags paragraphs of Chinese health-policy documents with policy tools, stakeholders and "
+                              "orientations; also a Label Studio ML backend (/health, /setup, /predict, /webhook).")
+    app.state.settings, app.state.model_state = settings, state
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        open_paths = OPEN_PATHS | (ML_BACKEND_PATHS if settings.ml_backend_open else set())
+        if settings.api_token and request.url.path not in open_paths and not _authorised(
+                request.headers.get("authorization"), settings.api_token):
+            return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer <POLICYTAG_API_TOKEN>'"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_body_bytes:
+            return JSONResponse({"detail": f"request body of {length} bytes exceeds the limit of {settings.max_body_bytes} "
+                                           "bytes (POLICYTAG_MAX_BODY_BYTES)"}, status_code=413)
+        if request.method == "POST" and not length:
+            body = await request.body()  # chunked upload: measure what arrived
+            if len(body) > settings.max_body_bytes:
+                return JSONResponse({"detail": f"request body exceeds the limit of {settings.max_body_bytes} bytes"},
+                                    status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse({"detail": "invalid request body", "errors": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):  # last resort: a clear body, never a bare traceback
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz():
+        tagger = current()
+        if tagger is None:
+            return JSONResponse({"status": "loading"}, status_code=503)
+        return {"status": "ready", "model_version": tagger.version}
+
+    @app.get("/v1/schema", tags=["api"])
+    async def schema():
+        tagger = current()
+        return {**tagger.book.to_dict(), "model_version": tagger.version}
+
+    def _check_limits(texts: list[str]) -> None:
+        if len(texts) > settings.max_paragraphs:
+            raise HTTPException(413, f"{len(texts)} paragraphs exceed the limit of {settings.max_paragraphs} per request "
+                                     "(POLICYTAG_MAX_PARAGRAPHS)")
+        for i, t in enumerate(texts):
+            if len(t) > settings.max_chars:
+                raise HTTPException(422, f"paragraph {i} has {len(t)} characters, over the limit of {settings.max_chars} "
+                                         "(POLICYTAG_MAX_CHARS)")
+
+    @app.post("/v1/tag", response_model=TagResponse, tags=["api"],
+              responses={401: {"description": "token missing"}, 413: {"description": "over a size limit"},
+                         422: {"description": "invalid body"}})
+    async def tag(body: TagRequest):
+        if (body.text is None) == (body.paragraphs is None):
+            raise HTTPException(422, "send exactly one of 'text' (a document) or 'paragraphs' (a list)")
+        metadata = dict(body.metadata or {})
+        if body.text is not None:
+            spans = segment(body.text)
+            texts = [body.text[s.start:s.end] for s in spans]
+            headings = [s.is_heading for s in spans]
+            parsed = parse_metadata(texts)
+            metadata = {**{k: v for k, v in parsed.items() if v is not None}, **metadata}
+            metadata.update({k: v for k, v in derive(metadata).items() if metadata.get(k) in (None, "")})
+        else:
+            texts = [p if isinstance(p, str) else p.text for p in body.paragraphs]
+            headings = [False] * len(texts)
+        if not texts:
+            raise HTTPException(422, "no paragraphs to tag")
+        empty = [i for i, t in enumerate(texts) if not normalize_text(t)]
+        if empty:
+            raise HTTPException(422, f"paragraph(s) {empty[:10]} are empty")
+        _check_limits(texts)
+        probs, tagger = await batcher.probabilities(texts)
+        out = []
+        for i, (text, heading, row) in enumerate(zip(texts, headings, probs)):
+            pred = tagger.decode(row)
+            out.append(TaggedParagraph(index=i, text=text, is_heading=heading, labels=pred.labels, groups=pred.groups,
+                                       probabilities={k: round(v, 5) for k, v in pred.probs.items()}))
+        return TagResponse(model_version=tagger.version, schema_name=tagger.book.name,
+                           schema_version=tagger.book.version, metadata=metadata, paragraphs=out)
+
+    # ---- Label Studio ML backend protocol -------------------------------------------------------
+    @app.get("/health", tags=["label-studio"])
+    async def ls_health():
+        tagger = current()
+        return {"status": "UP" if tagger else "LOADING", "model_class": "policytag",
+                "model_version": tagger.version if tagger else None}
+
+    @app.post("/setup", tags=["label-studio"])
+    async def ls_setup(request: Request):
+        return {"model_version": current().version}
+
+    @app.post("/predict", tags=["label-studio"])
+    async def ls_predict(request: Request):
+        from labels.studio import confidence, prediction_result
+
+        try:
+            payload = await request.json()
+        except Exception:
+            raise HTTPException(422, "body must be JSON: {\"tasks\": [...]}")
+        tasks = payload.get("tasks") if isinstance(payload, dict) else None
+        if not isinstance(tasks, list):
+            raise HTTPException(422, "body must have a 'tasks' list")
+        texts = []
+        for i, t in enumerate(tasks):
+            text = ((t or {}).get("data") or {}).get("text") if isinstance(t, dict) else None
+            if not isinstance(text, str):
+                raise HTTPException(422, f"task {i} has no data.text")
+            texts.append(text[: settings.max_chars])
+        if len(texts) > settings.max_paragraphs:
+            raise HTTPException(413, f"{len(texts)} tasks exceed the limit of {settings.max_paragraphs} per request")
+        if not texts:
+            return {"results": [], "model_version": current().version}
+        probs, tagger = await batcher.probabilities(texts)
+        results = []
+        for row in probs:
+            pred = tagger.decode(row)
+            results.append({"result": prediction_result(tagger.book, pred.labels),
+                            "score": round(confidence(row, tagger.thresholds), 4), "model_version": tagger.version})
+        return {"results": results, "model_version": tagger.version}
+
+    @app.post("/webhook", tags=["label-studio"])
+    async def ls_webhook(request: Request):
+        try:
+            payload = await request.json()
+        except Exception:
+            raise HTTPException(422, "body must be JSON")
+        action = payload.get("action") if isinstance(payload, dict) else None
+        if action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
+            return {"status": "ignored", "action": action}
+        state["new_annotations"] += 1
+        project = (payload.get("project") or {}).get("id") if isinstance(payload.get("project"), dict) else None
+        started = False
+        if (settings.min_new_annotations and state["new_annotations"] >= settings.min_new_annotations
+                and not state["retraining"] and project is not None):
+            state["retraining"], state["new_annotations"] = True, 0
+            threading.Thread(target=_retrain, args=(project,), daemon=True).start()
+            started = True
+        return {"status": "ok", "new_annotations": state["new_annotations"], "retraining": state["retraining"],
+                "retrain_started": started, "model_version": current().version}
+
+    @app.get("/v1/model", tags=["api"])
+    async def model_info():
+        tagger = current()
+        return {"model_version": tagger.version, "kind": tagger.kind, "retraining": state["retraining"],
+                "retrains": state["retrains"], "last_error": state["last_error"]}
+
+    def _retrain(project_id: int) -> None:
+        """Export the project, train a new model next to the current one, swap it in."""
+        try:
+            from labels.export import parse_export
+            from labels.studio import connect, export_project
+            from training.data import check_trainable, grouped_split, to_arrays
+            from training.train import TrainConfig, train_baseline, train_transformer
+
+            tagger = current()
+            ls = connect(settings.label_studio_url or "", settings.label_studio_api_key or "")
+            examples, report = parse_export(export_project(ls, project_id), tagger.book)
+            texts, y, groups = to_arrays(examples, tagger.book)
+            check_trainable(y, tagger.book)
+            train_idx, dev_idx = grouped_split(y, groups)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out = settings.model_dir.parent / f"{settings.model_dir.name}-retrained-{stamp}"
+            cfg = TrainConfig(base_model=settings.retrain_base_model or "", baseline=None if settings.retrain_base_model else "tfidf",
+                              data=[f"label-studio project {project_id}"], schema=str(tagger.book.path))
+            if settings.retrain_base_model:
+                train_transformer(texts, y, train_idx, dev_idx, tagger.book, cfg, out, report=report)
+            else:
+                train_baseline(texts, y, train_idx, dev_idx, tagger.book, cfg, out, report)
+            new = load_model(out)
+            with swap_lock:
+                state["tagger"] = new  # one assignment: requests see the old or the new model, never a mix
+            state["retrains"] += 1
+            state["last_error"] = None
+        except Exception as exc:
+            state["last_error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            state["retraining"] = False
+
+    return app

@@ -1,0 +1,192 @@
+"""The tagging service: in-process and as a real uvicorn process, plus a bounded API fuzz."""
+import base64
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from policytag import app as cli_app
+from serve.app import Settings, create_app
+
+from conftest import EXAMPLES, shared_path
+
+TOKEN = "test-token-5521"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serve") / "tfidf"
+    r = runner.invoke(cli_app, ["train", "--baseline", "tfidf", "--data", str(shared_path("data", "annotations", "ihms-train.json")),
+                                "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def client(model_dir):
+    settings = Settings(model_dir=model_dir, api_token=TOKEN, max_paragraphs=5, max_chars=200, max_body_bytes=20_000)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def test_health_checks_are_open(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    assert client.get("/health").json()["status"] == "UP"
+
+
+def test_auth(client):
+    body = {"paragraphs": ["推进家庭医生签约服务。"]}
+    assert client.post("/v1/tag", json=body).status_code == 401
+    assert client.post("/v1/tag", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/v1/schema").status_code == 401
+    assert client.post("/v1/tag", json=body, headers=AUTH).status_code == 200
+    basic = base64.b64encode(f"label-studio:{TOKEN}".encode()).decode()
+    assert client.post("/v1/tag", json=body, headers={"Authorization": f"Basic {basic}"}).status_code == 200
+
+
+def test_tag_paragraphs_and_document(client):
+    r = client.post("/v1/tag", json={"paragraphs": ["加强全科医生培养和规范化培训。", {"text": "完善医保支付方式改革。"}]}, headers=AUTH)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["schema_name"] == "ihms" and body["model_version"].startswith("tfidf-")
+    assert [p["index"] for p in body["paragraphs"]] == [0, 1]
+    for p in body["paragraphs"]:
+        assert set(p["labels"]) == {"tool", "stakeholder", "orientation"} and len(p["probabilities"]) == 28
+        assert set(p["groups"]) == {"tool"}
+    doc = "关于推进医联体建设的意见\n（示卫发〔2024〕1号）\n一、总体要求\n推进医联体建设。\n"
+    r = client.post("/v1/tag", json={"text": doc, "metadata": {"level": "municipal"}}, headers=AUTH)
+    body = r.json()
+    assert [p["text"] for p in body["paragraphs"]][2] == "一、总体要求" and body["paragraphs"][2]["is_heading"]
+    assert body["metadata"]["doc_number"] == "示卫发〔2024〕1号" and body["metadata"]["level"] == "municipal"
+
+
+def test_schema(client):
+    body = client.get("/v1/schema", headers=AUTH).json()
+    assert body["schema"] == "ihms" and [d["id"] for d in body["dimensions"]] == ["tool", "stakeholder", "orientation"]
+    assert body["dimensions"][0]["labels"][0]["definition"]
+
+
+@pytest.mark.parametrize("payload,status,message", [
+    ({"paragraphs": ["段落。"] * 6}, 413, "limit of 5"),
+    ({"paragraphs": ["长" * 201]}, 422, "over the limit of 200"),
+    ({"paragraphs": ["   "]}, 422, "empty"),
+    ({"paragraphs": []}, 422, "no paragraphs"),
+    ({"text": "  "}, 422, "invalid request body"),
+    ({"text": "段落。", "paragraphs": ["段落。"]}, 422, "exactly one"),
+    ({}, 422, "exactly one"),
+    ({"paragraphs": "not a list"}, 422, "invalid request body"),
+    ({"paragraphs": [1, 2]}, 422, "invalid request body"),
+    ({"unknown": 1}, 422, "invalid request body"),
+])
+def test_limits_and_malformed_bodies(client, payload, status, message):
+    r = client.post("/v1/tag", json=payload, headers=AUTH)
+    assert r.status_code == status, r.text
+    assert message in json.dumps(r.json(), ensure_ascii=False)
+
+
+def test_body_size_and_bad_json(client):
+    r = client.post("/v1/tag", content=b'{"paragraphs": ["' + "x".encode() * 30_000 + b'"]}', headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 413 and "20000 bytes" in r.json()["detail"]
+    r = client.post("/v1/tag", content=b"{not json", headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/predict", content=b"[", headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/predict", json={"tasks": [{"data": {}}]}, headers=AUTH)
+    assert r.status_code == 422 and "data.text" in r.json()["detail"]
+
+
+def test_label_studio_protocol_in_process(client):
+    assert "model_version" in client.post("/setup", json={"project": "1.0"}, headers=AUTH).json()
+    r = client.post("/predict", json={"tasks": [{"id": 7, "data": {"text": "推进互联网医院建设和远程医疗服务。"}}]}, headers=AUTH).json()
+    (result,) = r["results"]
+    assert 0 <= result["score"] <= 1 and result["model_version"] == r["model_version"]
+    assert all(region["to_name"] == "text" for region in result["result"])
+    assert client.post("/webhook", json={"action": "PROJECT_UPDATED"}, headers=AUTH).json()["status"] == "ignored"
+    r = client.post("/webhook", json={"action": "ANNOTATION_CREATED", "project": {"id": 1}}, headers=AUTH).json()
+    assert r["status"] == "ok" and r["retrain_started"] is False  # retraining is off unless configured
+
+
+def test_concurrent_requests_are_batched_and_correct(client):
+    texts = [f"第{i}条 加强基层医疗卫生机构能力建设，推进家庭医生签约服务。" for i in range(40)]
+    single = {t: client.post("/v1/tag", json={"paragraphs": [t]}, headers=AUTH).json()["paragraphs"][0]["probabilities"] for t in texts[:5]}
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda t: client.post("/v1/tag", json={"paragraphs": [t]}, headers=AUTH).json(), texts))
+    for t, r in zip(texts, results):
+        assert r["paragraphs"][0]["text"] == t
+        if t in single:
+            assert r["paragraphs"][0]["probabilities"] == single[t]
+
+
+# --- a real uvicorn process -------------------------------------------------------------------
+def start_server(model_dir, port, env_extra=None):
+    exe = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
+    env = {**os.environ, "POLICYTAG_API_TOKEN": TOKEN, **(env_extra or {})}
+    proc = subprocess.Popen([exe, "serve", "--model", str(model_dir), "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stdout.read())
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    from test_studio import free_port
+
+    proc, url = start_server(model_dir, free_port())
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_real_uvicorn_process(server):
+    assert httpx.get(f"{server}/healthz").json() == {"status": "ok"}
+    assert httpx.post(f"{server}/v1/tag", json={"paragraphs": ["推进医联体建设。"]}).status_code == 401
+    r = httpx.post(f"{server}/v1/tag", json={"text": (EXAMPLES / "医联体实施意见_utf8.txt").read_text(encoding="utf-8")}, headers=AUTH)
+    assert r.status_code == 200 and len(r.json()["paragraphs"]) == 15
+    assert httpx.get(f"{server}/docs", headers=AUTH).status_code == 200
+    assert httpx.post(f"{server}/v1/tag", content=b"{", headers={**AUTH, "content-type": "application/json"}).status_code == 422
+
+
+def test_api_fuzz_finds_no_server_errors(server):
+    """Property-based fuzz of our own OpenAPI on loopback, bounded in examples."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{server}/openapi.json", headers=AUTH)
+    failures, calls = [], []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(case=operation.as_strategy())
+        def check(case):
+            response = case.call(headers=AUTH, timeout=30)
+            calls.append(case.path)
+            if response.status_code >= 500:
+                failures.append((case.method, case.path, response.status_code, response.text[:200]))
+
+        check()
+    assert not failures, failures
+    assert "/v1/tag" in calls and "/predict" in calls and len(calls) > 100
