@@ -164,13 +164,19 @@ def _check_keys(where: str, node: dict, allowed: set[str], fail) -> None:
         fail(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
 
 
-def _label(node, dim_id: str, group: str | None, where: str, fail) -> Label:
+def _node_id(where: str, node, kind: str, allowed: set[str], fail) -> str:
+    """Check that a dimension/group/label node is a mapping with known keys and a valid id."""
     if not isinstance(node, dict):
-        fail(f"{where}: a label must be a mapping, got {type(node).__name__}")
-    _check_keys(where, node, _LABEL_KEYS, fail)
-    label_id = node.get("id")
-    if not isinstance(label_id, str) or not _ID.match(label_id):
-        fail(f"{where}: label id {label_id!r} must be a lower-case ASCII key like 'talent_construction'")
+        fail(f"{where}: a {kind} must be a mapping, got {type(node).__name__}")
+    _check_keys(where, node, allowed, fail)
+    node_id = node.get("id")
+    if not isinstance(node_id, str) or not _ID.match(node_id):
+        fail(f"{where}: {kind} id {node_id!r} must be a lower-case ASCII key like 'talent_construction'")
+    return node_id
+
+
+def _label(node, dim_id: str, group: str | None, where: str, fail) -> Label:
+    label_id = _node_id(where, node, "label", _LABEL_KEYS, fail)
     cues = node.get("cues") or []
     if not isinstance(cues, list):
         fail(f"{where}: 'cues' of {label_id} must be a list")
@@ -201,13 +207,7 @@ def parse_codebook(data, source: str = "<codebook>") -> Codebook:
 
     dimensions = []
     for i, dnode in enumerate(dims_raw):
-        where = f"dimensions[{i}]"
-        if not isinstance(dnode, dict):
-            fail(f"{where}: a dimension must be a mapping")
-        _check_keys(where, dnode, _DIM_KEYS, fail)
-        dim_id = dnode.get("id")
-        if not isinstance(dim_id, str) or not _ID.match(dim_id):
-            fail(f"{where}: dimension id {dim_id!r} must be a lower-case ASCII key")
+        dim_id = _node_id(f"dimensions[{i}]", dnode, "dimension", _DIM_KEYS, fail)
         where = f"dimension {dim_id!r}"
         claim(dim_id, where)
         groups_raw, labels_raw = dnode.get("groups"), dnode.get("labels")
@@ -222,13 +222,7 @@ def parse_codebook(data, source: str = "<codebook>") -> Codebook:
             if not isinstance(groups_raw, list):
                 fail(f"{where}: 'groups' must be a list")
             for j, gnode in enumerate(groups_raw):
-                gwhere = f"{where} groups[{j}]"
-                if not isinstance(gnode, dict):
-                    fail(f"{gwhere}: a group must be a mapping")
-                _check_keys(gwhere, gnode, _GROUP_KEYS, fail)
-                gid = gnode.get("id")
-                if not isinstance(gid, str) or not _ID.match(gid):
-                    fail(f"{gwhere}: group id {gid!r} must be a lower-case ASCII key")
+                gid = _node_id(f"{where} groups[{j}]", gnode, "group", _GROUP_KEYS, fail)
                 claim(gid, f"{where} group {gid!r}")
                 if not isinstance(gnode.get("labels"), list) or not gnode["labels"]:
                     fail(f"{where}: group {gid!r} has no labels")

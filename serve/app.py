@@ -186,6 +186,14 @@ def _authorised(header: str | None, token: str) -> bool:
     return False
 
 
+async def _json_body(request: Request):
+    """The body of a Label Studio protocol call (free-form JSON): a 422, not a 500, when it isn't JSON."""
+    try:
+        return await request.json()
+    except Exception:
+        raise HTTPException(422, "body must be JSON") from None
+
+
 def create_app(settings: Settings) -> FastAPI:
     state: dict[str, Any] = {"tagger": None, "new_annotations": 0, "retraining": False, "retrains": 0, "last_error": None}
     swap_lock = threading.Lock()
@@ -305,10 +313,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def ls_predict(request: Request):
         from labels.studio import confidence, prediction_result
 
-        try:
-            payload = await request.json()
-        except Exception:
-            raise HTTPException(422, "body must be JSON: {\"tasks\": [...]}")
+        payload = await _json_body(request)
         tasks = payload.get("tasks") if isinstance(payload, dict) else None
         if not isinstance(tasks, list):
             raise HTTPException(422, "body must have a 'tasks' list")
@@ -332,10 +337,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/webhook", tags=["label-studio"])
     async def ls_webhook(request: Request):
-        try:
-            payload = await request.json()
-        except Exception:
-            raise HTTPException(422, "body must be JSON")
+        payload = await _json_body(request)
         action = payload.get("action") if isinstance(payload, dict) else None
         if action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
             return {"status": "ignored", "action": action}

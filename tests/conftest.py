@@ -36,3 +36,17 @@ def tiny_model(tmp_path_factory):
     BertModel(cfg).save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+@pytest.fixture(scope="session")
+def tfidf_model(tmp_path_factory):
+    """The TF-IDF baseline trained on the shared annotations (seconds), shared by the suite."""
+    from typer.testing import CliRunner
+
+    from policytag import app
+
+    out = tmp_path_factory.mktemp("models") / "tfidf"
+    result = CliRunner().invoke(app, ["train", "--baseline", "tfidf", "--data",
+                                      str(shared_path("data", "annotations", "ihms-train.json")), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

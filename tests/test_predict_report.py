@@ -22,12 +22,8 @@ BOOK = load_codebook()
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("models") / "tfidf"
-    result = runner.invoke(app, ["train", "--baseline", "tfidf", "--data", str(shared_path("data", "annotations", "ihms-train.json")),
-                                 "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def model_dir(tfidf_model):
+    return tfidf_model
 
 
 @pytest.fixture

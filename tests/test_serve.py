@@ -12,25 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from typer.testing import CliRunner
 
-from policytag import app as cli_app
 from serve.app import Settings, create_app
 
-from conftest import EXAMPLES, shared_path
+from conftest import EXAMPLES
 
 TOKEN = "test-token-5521"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("serve") / "tfidf"
-    r = runner.invoke(cli_app, ["train", "--baseline", "tfidf", "--data", str(shared_path("data", "annotations", "ihms-train.json")),
-                                "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    return out
+def model_dir(tfidf_model):
+    return tfidf_model
 
 
 @pytest.fixture(scope="module")
@@ -189,4 +182,4 @@ def test_api_fuzz_finds_no_server_errors(server):
 
         check()
     assert not failures, failures
-    assert "/v1/tag" in calls and "/predict" in calls and len(calls) > 100
+    assert calls.count("/v1/tag") >= 10 and calls.count("/predict") >= 5, calls

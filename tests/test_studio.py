@@ -77,14 +77,6 @@ def studio(tmp_path_factory):
         proc.kill()
 
 
-@pytest.fixture(scope="session")
-def tfidf_model(tmp_path_factory):
-    out = tmp_path_factory.mktemp("m") / "tfidf"
-    r = runner.invoke(app, ["train", "--baseline", "tfidf", "--data", str(shared_path("data", "annotations", "ihms-train.json")), "--out", str(out)])
-    assert r.exit_code == 0, r.output
-    return out
-
-
 def join_by_invite(url, admin, email, password):
     """What a new annotator does: open the organisation's invite link and sign up."""
     invite = admin.organizations.invites.get_invite_link().invite_url

@@ -213,9 +213,9 @@ def train_transformer(texts, y, train_idx, dev_idx, book: Codebook, cfg: TrainCo
     enc_params = [p for n, p in model.encoder.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
                                   weight_decay=cfg.weight_decay)
-    enc = tokenizer([texts[i] for i in train_idx], truncation=True, max_length=cfg.max_length)
-    lengths = [len(x) for x in enc["input_ids"]]
-    n_truncated = sum(1 for i in train_idx if len(tokenizer(texts[i])["input_ids"]) > cfg.max_length)
+    full_lengths = [len(ids) for ids in tokenizer([texts[i] for i in train_idx])["input_ids"]]
+    lengths = [min(n, cfg.max_length) for n in full_lengths]
+    n_truncated = sum(n > cfg.max_length for n in full_lengths)
     if n_truncated:
         err.print(f"[yellow]note[/yellow] {n_truncated} training paragraph(s) longer than {cfg.max_length} tokens are truncated")
     batches = length_batches(lengths, cfg.max_length * cfg.batch_size, cfg.batch_size)
