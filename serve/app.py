@@ -87,6 +87,19 @@ class TagRequest(BaseModel):
         return v
 
 
+class LSPredictRequest(BaseModel):
+    """What Label Studio sends to an ML backend's /predict (extra fields are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+    tasks: list[dict[str, Any]]
+
+
+class LSWebhook(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    action: Optional[str] = None
+    project: Optional[dict[str, Any]] = None
+
+
 class TaggedParagraph(BaseModel):
     index: int
     text: str
@@ -184,14 +197,6 @@ def _authorised(header: str | None, token: str) -> bool:
             return False
         return hmac.compare_digest(password, token)
     return False
-
-
-async def _json_body(request: Request):
-    """The body of a Label Studio protocol call (free-form JSON): a 422, not a 500, when it isn't JSON."""
-    try:
-        return await request.json()
-    except Exception:
-        raise HTTPException(422, "body must be JSON") from None
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -306,20 +311,17 @@ def create_app(settings: Settings) -> FastAPI:
                 "model_version": tagger.version if tagger else None}
 
     @app.post("/setup", tags=["label-studio"])
-    async def ls_setup(request: Request):
+    async def ls_setup(body: Optional[dict[str, Any]] = None):
         return {"model_version": current().version}
 
     @app.post("/predict", tags=["label-studio"])
-    async def ls_predict(request: Request):
+    async def ls_predict(body: LSPredictRequest):
         from labels.studio import confidence, prediction_result
 
-        payload = await _json_body(request)
-        tasks = payload.get("tasks") if isinstance(payload, dict) else None
-        if not isinstance(tasks, list):
-            raise HTTPException(422, "body must have a 'tasks' list")
         texts = []
-        for i, t in enumerate(tasks):
-            text = ((t or {}).get("data") or {}).get("text") if isinstance(t, dict) else None
+        for i, t in enumerate(body.tasks):
+            data = t.get("data")
+            text = data.get("text") if isinstance(data, dict) else None
             if not isinstance(text, str):
                 raise HTTPException(422, f"task {i} has no data.text")
             texts.append(text[: settings.max_chars])
@@ -336,13 +338,12 @@ def create_app(settings: Settings) -> FastAPI:
         return {"results": results, "model_version": tagger.version}
 
     @app.post("/webhook", tags=["label-studio"])
-    async def ls_webhook(request: Request):
-        payload = await _json_body(request)
-        action = payload.get("action") if isinstance(payload, dict) else None
+    async def ls_webhook(body: LSWebhook):
+        action = body.action
         if action not in ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_CREATED"):
             return {"status": "ignored", "action": action}
         state["new_annotations"] += 1
-        project = (payload.get("project") or {}).get("id") if isinstance(payload.get("project"), dict) else None
+        project = (body.project or {}).get("id")
         started = False
         if (settings.min_new_annotations and state["new_annotations"] >= settings.min_new_annotations
                 and not state["retraining"] and project is not None):
