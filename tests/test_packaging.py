@@ -1,6 +1,7 @@
 """The folders are import packages: none may be shadowed by (or shadow) an installed one,
 and the console script must work from any directory."""
 import importlib
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,7 @@ def test_project_packages_resolve_to_this_repository(name):
 
 
 def test_console_script_runs_from_any_directory(tmp_path):
-    exe = shutil.which("policytag") or str(ROOT.parent / "venv" / "bin" / "policytag")
+    exe = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
     result = subprocess.run([exe, "labels", "show"], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "talent_construction" in result.stdout
