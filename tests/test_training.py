@@ -1,6 +1,7 @@
 """Training end to end on a tiny BERT built here (seconds), plus the pieces on their own."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -44,6 +45,8 @@ def test_tiny_model_trains_end_to_end_and_metrics_have_the_contract_shape(tiny_m
     out = tmp_path / "model"
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1, "--max-length", 64])
     assert result.exit_code == 0, result.output
+    assert re.search(r"\d+ training paragraph\(s\) longer than 64 tokens are truncated", result.output)
+    assert re.search(r"\d+\.\d examples/s", result.output)
     for name in ("policytag.json", "codebook.yaml", "thresholds.json", "training_config.json", "metrics.json",
                  "MODEL_CARD.md", "head.safetensors", "encoder/config.json"):
         assert (out / name).exists(), name
