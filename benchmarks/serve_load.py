@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--backend", default="torch", help="torch / onnx (needs `policytag export-onnx`)")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--paragraphs-per-request", type=int, default=1)
     ap.add_argument("--paragraphs", default=str(HERE.parent.parent / "shared/data/paragraphs.jsonl"))
@@ -43,7 +44,7 @@ def main() -> None:
     port = free_port()
     exe = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
     env = {k: v for k, v in os.environ.items() if k != "POLICYTAG_API_TOKEN"}
-    server = subprocess.Popen([exe, "serve", "--model", args.model, "--port", str(port)], env=env,
+    server = subprocess.Popen([exe, "serve", "--model", args.model, "--port", str(port), "--backend", args.backend], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -86,7 +87,7 @@ def main() -> None:
         server.wait(timeout=20)
     n = len(latencies)
     q = statistics.quantiles(latencies, n=100) if n >= 2 else [float("nan")] * 99
-    print(f"{args.clients} clients × {args.seconds:.0f} s, {args.paragraphs_per_request} paragraph(s) per request")
+    print(f"{args.clients} clients × {args.seconds:.0f} s, {args.paragraphs_per_request} paragraph(s) per request, backend {args.backend}")
     print(f"requests: {n} ok, {errors[0]} errors")
     print(f"throughput: {n / elapsed:.1f} requests/s, {n * args.paragraphs_per_request / elapsed:.1f} paragraphs/s")
     print(f"latency: p50 {1000 * q[49]:.0f} ms, p95 {1000 * q[94]:.0f} ms")

@@ -32,6 +32,7 @@ from nlp.segment import normalize_text, segment
 @dataclass
 class Settings:
     model_dir: Path
+    backend: str = "torch"  # or onnx / onnx-fp32 after `policytag export-onnx`
     api_token: Optional[str] = None  # POLICYTAG_API_TOKEN
     # Label Studio Community cannot send credentials to an ML backend: this opens only its
     # protocol routes (/setup, /predict, /webhook) — for a backend on a trusted network.
@@ -209,7 +210,7 @@ def create_app(settings: Settings) -> FastAPI:
     batcher = MicroBatcher(current, settings.batch_wait_ms, settings.max_batch)
 
     async def lifespan(app: FastAPI):
-        state["tagger"] = await asyncio.to_thread(load_model, settings.model_dir)
+        state["tagger"] = await asyncio.to_thread(load_model, settings.model_dir, None, settings.backend)
         batcher.start()
         yield
         await batcher.stop()

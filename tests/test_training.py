@@ -203,3 +203,12 @@ def test_onnx_export_matches_torch(tiny_model, small_export, tmp_path):
     tfidf = tmp_path / "tfidf"
     assert train_cli(["--baseline", "tfidf", "--data", small_export, "--out", tfidf]).exit_code == 0
     assert runner.invoke(app, ["export-onnx", "--model", str(tfidf)]).exit_code == 2
+    # the service can serve the int8 export too
+    from fastapi.testclient import TestClient
+
+    from serve.app import Settings, create_app
+
+    with TestClient(create_app(Settings(model_dir=out, backend="onnx"))) as client:
+        body = client.post("/v1/tag", json={"paragraphs": texts}).json()
+    assert [p["probabilities"]["talent_construction"] for p in body["paragraphs"]] == pytest.approx(
+        [float(x) for x in int8[:, [l for _, l in load_model(out).labels].index("talent_construction")]], abs=1e-4)
