@@ -28,7 +28,6 @@ def load_texts(path: str, n: int) -> list[str]:
 
 def run_path(path: str, model: str, texts: list[str]) -> dict:
     import numpy as np
-    import torch
 
     from models.tagger import load_model, set_cpu_threads
 

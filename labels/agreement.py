@@ -9,7 +9,6 @@ On tasks with two or more submitted annotations:
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from itertools import combinations
 
 import numpy as np

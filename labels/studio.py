@@ -7,7 +7,6 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import Iterable
 from xml.sax.saxutils import quoteattr
 
 from .schema import Codebook
@@ -247,7 +246,3 @@ def read_paragraphs(path: Path) -> list[dict]:
         raise StudioError(f"{path}: line(s) {bad[:5]} lack doc_id/paragraph_index/text — is it output of `policytag ingest`?")
     return rows
 
-
-def iter_chunks(items: list, size: int) -> Iterable[list]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]

@@ -36,10 +36,6 @@ def documents(frame: pd.DataFrame, book: Codebook) -> pd.DataFrame:
     return docs
 
 
-def _label_name(book: Codebook, item_id: str) -> str:
-    return book.name_of(item_id, "zh")
-
-
 def _count_table(counts: pd.Series, total: int, index_name: str) -> pd.DataFrame:
     table = pd.DataFrame({"count": counts.astype(int)})
     table["percent"] = (100 * table["count"] / total).round(1) if total else 0.0

@@ -15,7 +15,7 @@ from policytag import app
 from report.render import find_cjk_font, font_has_glyphs
 from report.sixd import build_tables
 
-from conftest import EXAMPLES, shared_path
+from conftest import EXAMPLES
 
 runner = CliRunner()
 BOOK = load_codebook()

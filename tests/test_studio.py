@@ -9,13 +9,12 @@ import socket
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
-from labels.agreement import agreement, krippendorff_alpha, masi_distance
+from labels.agreement import krippendorff_alpha, masi_distance
 from labels.export import parse_export
 from labels.schema import load_codebook
 from labels.studio import (StudioError, connect, create_personal_access_token, labeling_config, prediction_result)
@@ -229,7 +228,7 @@ def test_ml_backend_connected_to_label_studio_and_webhook_retrain(studio, tfidf_
     """Connect `policytag serve` as the project's model, ask Label Studio for predictions,
     and see ours; then a webhook triggers a background retrain from the project's export and
     the new model is swapped in (model_version changes)."""
-    from test_serve import AUTH, TOKEN, start_server
+    from test_serve import AUTH, start_server
 
     ls = studio["client"]
     r = cli(studio, "setup", "--title", "ml backend")

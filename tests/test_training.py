@@ -1,6 +1,5 @@
 """Training end to end on a tiny BERT built here (seconds), plus the pieces on their own."""
 import json
-import os
 import re
 import shutil
 import signal
@@ -17,11 +16,11 @@ from labels.export import parse_export
 from labels.schema import load_codebook
 from models.tagger import load_model
 from policytag import app
-from training.data import DataError, check_trainable, grouped_split, to_arrays
+from training.data import grouped_split, to_arrays
 from training.metrics import evaluate, tune_thresholds
 from training.train import _write_model_dir
 
-from conftest import ROOT, shared_path
+from conftest import shared_path
 
 runner = CliRunner()
 BOOK = load_codebook()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import re
 import shutil
@@ -132,7 +131,7 @@ def _common_files(d: Path, book: Codebook, cfg: TrainConfig, kind: str, threshol
 def model_card(book: Codebook, cfg: TrainConfig, kind: str, y: np.ndarray, train_idx, dev_idx, metrics: dict,
                report: ParseReport | None, seconds: float, licence: str, notes: list[str]) -> str:
     flat = book.flat_labels
-    lines = [f"# policytag model `{{model_version}}`", "",
+    lines = ["# policytag model `{model_version}`", "",
              f"Multi-label tagger for the **{book.name}** codebook (v{book.version}): "
              f"{len(flat)} labels over {', '.join(book.dimension_ids)}.", ""]
     if kind == "transformer":
@@ -146,8 +145,8 @@ def model_card(book: Codebook, cfg: TrainConfig, kind: str, y: np.ndarray, train
                   f"length-sorted, embeddings {'frozen' if cfg.freeze_embeddings else 'trained'}, seed {cfg.seed}."]
     else:
         lines += ["- Baseline: TF-IDF over character 1–3-grams + one balanced logistic regression per label."]
-    lines += [f"- Tool groups are derived from predicted sub-tools, never predicted on their own.",
-              f"- Decision thresholds: per label, tuned for F1 on the dev split (`thresholds.json`).",
+    lines += ["- Tool groups are derived from predicted sub-tools, never predicted on their own.",
+              "- Decision thresholds: per label, tuned for F1 on the dev split (`thresholds.json`).",
               f"- Data: {', '.join(cfg.data)} → {len(y)} paragraphs; split by document, iterative "
               f"multi-label stratification: {len(train_idx)} train / {len(dev_idx)} dev.",
               f"- Training time: {seconds:.0f} s.", ""]
