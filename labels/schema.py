@@ -73,11 +73,12 @@ class Codebook:
     _lookup: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        # Per dimension: every spelling (id, zh, en, lower-cased en) of a label or group -> its id.
+        # Per dimension: every spelling of a label or group -> its id: id, zh, en, lower-cased en,
+        # and "zh en" (the display value of our labeling config, found in exports without aliases).
         for dim in self.dimensions:
             table: dict[str, str] = {}
             for item in [*dim.labels, *dim.groups]:
-                for key in (item.id, item.zh, item.en, item.en.lower()):
+                for key in (item.id, item.zh, item.en, item.en.lower(), f"{item.zh} {item.en}"):
                     table.setdefault(key, item.id)
             self._lookup[dim.id] = table
 

@@ -210,7 +210,10 @@ def derive(meta: dict) -> dict:
 
 def load_sidecar(path: Path) -> dict[str, dict]:
     """Per-file metadata overrides: a CSV with a `file` column or a JSON {file: {...}} / [{file: ...}]."""
-    if path.suffix.lower() == ".json":
+    if path.name.lower().endswith(".meta.json"):  # <file>.meta.json: the fields of that one file
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows = [dict(data, file=path.name[: -len(".meta.json")])]
+    elif path.suffix.lower() == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         rows = data if isinstance(data, list) else [dict(v, file=k) for k, v in data.items()]
     else:

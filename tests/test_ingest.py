@@ -190,6 +190,13 @@ def test_sidecar_overrides_parsing(tmp_path):
     assert records[0]["doc_number"] == "示卫发〔2024〕5号"  # not overridden: still parsed
 
 
+def test_per_file_json_sidecar(tmp_path):
+    (tmp_path / "a.txt").write_text(TEXT, encoding="utf-8")
+    (tmp_path / "a.txt.meta.json").write_text(json.dumps({"nature": "planning", "year": 2019}), encoding="utf-8")
+    records = ingest_one(tmp_path)
+    assert records[0]["nature"] == "planning" and records[0]["year"] == 2019 and len(records) == 6
+
+
 def test_every_real_document_segments_losslessly():
     docs = shared_path("data", "docs")
     for result in iter_ingest([docs]):

@@ -26,6 +26,7 @@ def test_ihms_structure_and_lookup():
     assert book.resolve("tool", "Talent construction") == "talent_construction"
     assert book.resolve("tool", "talent construction") == "talent_construction"
     assert book.resolve("tool", "供给型") == "supply"
+    assert book.resolve("tool", "人才建设 Talent construction") == "talent_construction"  # config display value
     assert book.resolve("stakeholder", "居民") == "resident"
     assert book.resolve("tool", "no such label") is None
     assert book.groups_of("tool", ["medicine_supply", "resource_sharing", "price_adjustment"]) == ["demand", "environment"]
