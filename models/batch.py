@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
-from nlp.files import atomic_path, read_jsonl
+from nlp.files import atomic_path, read_jsonl, write_jsonl_atomic
 from nlp.ingest import FileResult, iter_ingest
 from nlp.metadata import FIELDS
 
@@ -124,9 +124,7 @@ def _load_journal(out: Path) -> tuple[set[str], int]:
         return set(), 0
     done = set(done_path.read_text(encoding="utf-8").splitlines())
     rows = [r for r in read_jsonl(journal) if str(r["doc_id"]) in done]
-    with atomic_path(journal) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    write_jsonl_atomic(journal, rows)
     return done, len(rows)
 
 
@@ -201,9 +199,7 @@ def write_table(rows: list[dict], out: Path, tagger: Tagger | None = None) -> No
     """Write rows atomically as .jsonl (lists kept), .parquet (lists kept), .csv / .xlsx
     (lists joined with ';')."""
     if out.suffix == ".jsonl":
-        with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        write_jsonl_atomic(out, rows)
         return
     columns = META_COLUMNS + (label_columns(tagger) if tagger else [])
     frame = pd.DataFrame(rows, columns=list(dict.fromkeys(columns + [c for r in rows[:1] for c in r])))
