@@ -49,13 +49,13 @@ def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
 
 
 def open_session(model_dir: Path, quantized: bool = True):
-    import os
-
     import onnxruntime as ort
+
+    from .tagger import usable_cores
 
     path = Path(model_dir) / (INT8 if quantized else FP32)
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run `policytag export-onnx --model {model_dir}` first")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    options.intra_op_num_threads = usable_cores()
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

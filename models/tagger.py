@@ -55,13 +55,17 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def set_cpu_threads() -> None:
-    """Use every core we were given (cgroup/affinity aware), not torch's guess."""
+def usable_cores() -> int:
+    """The cores this process may run on (affinity aware), not the machine's total."""
     try:
-        n = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
-        n = os.cpu_count() or 1
-    torch.set_num_threads(max(1, n))
+        return os.cpu_count() or 1
+
+
+def set_cpu_threads() -> None:
+    """Use every core we were given, not torch's guess."""
+    torch.set_num_threads(usable_cores())
 
 
 def length_batches(lengths: list[int], max_tokens: int, max_batch: int) -> list[list[int]]:
@@ -144,7 +148,8 @@ class Tagger:
         return int(self.config.get("max_length", 256))
 
     def token_lengths(self, texts: list[str]) -> list[int]:
-        enc = self._tokenizer([normalize_text(t) for t in texts], truncation=True, max_length=self.max_length)
+        """Token counts (after truncation) of already normalised texts."""
+        enc = self._tokenizer(texts, truncation=True, max_length=self.max_length)
         return [len(ids) for ids in enc["input_ids"]]
 
     def predict_proba(self, texts: list[str], batch_tokens: int = 2048, max_batch: int = 16,
