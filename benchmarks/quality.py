@@ -16,9 +16,9 @@ from labels.export import parse_export
 from labels.schema import load_codebook
 from models.tagger import load_model
 from training.cli import metrics_table
-from training.data import grouped_split, to_arrays
+from training.data import prepare
 from training.metrics import evaluate
-from training.train import TrainConfig, train_baseline, train_transformer
+from training.train import TrainConfig, fit
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,27 +34,23 @@ def main() -> None:
     console = Console()
     book = load_codebook()
     examples, report = parse_export(args.data, book)
-    texts, y, groups = to_arrays(examples, book)
-    train_idx, dev_idx = grouped_split(y, groups, 0.2, args.seed)
-    console.print(f"{len(texts)} paragraphs, {len(set(groups))} documents: {len(train_idx)} train / {len(dev_idx)} dev")
+    data = prepare(examples, book, 0.2, args.seed)  # one split for every model
+    console.print(data.summary)
     out = Path(args.out)
     results, times = {}, {}
     for name, kwargs in (("tfidf", {"baseline": "tfidf"}), ("m3e-small", {"base_model": args.base_model})):
         cfg = TrainConfig(epochs=args.epochs, seed=args.seed, data=[args.data], schema=str(book.path), **kwargs)
         start = time.time()
-        if name == "tfidf":
-            r = train_baseline(texts, y, train_idx, dev_idx, book, cfg, out / name, report)
-        else:
-            r = train_transformer(texts, y, train_idx, dev_idx, book, cfg, out / name, report=report)
+        r = fit(data, book, cfg, out / name, report)
         times[name] = time.time() - start
         results[name] = r["metrics"]
     from models.onnx import export_onnx
 
     export_onnx(out / "m3e-small")
     int8 = load_model(out / "m3e-small", backend="onnx")
-    dev_texts = [texts[i] for i in dev_idx]
-    results["m3e-small int8"] = evaluate(book, book.flat_labels, y[dev_idx], int8.decide(int8.predict_proba(dev_texts)))
-    console.print(metrics_table(results, f"dev split: {len(dev_idx)} paragraphs (thresholds tuned on it, same for all)"))
+    dev_texts = [data.texts[i] for i in data.dev_idx]
+    results["m3e-small int8"] = evaluate(book, book.flat_labels, data.y[data.dev_idx], int8.decide(int8.predict_proba(dev_texts)))
+    console.print(metrics_table(results, f"dev split: {len(data.dev_idx)} paragraphs (thresholds tuned on it, same for all)"))
     for name, seconds in times.items():
         console.print(f"training time {name}: {seconds:.0f} s")
     gain = results["m3e-small"]["dimensions"]["tool"]["macro_f1"] - results["tfidf"]["dimensions"]["tool"]["macro_f1"]

@@ -202,7 +202,6 @@ def _authorised(header: str | None, token: str) -> bool:
 
 def create_app(settings: Settings) -> FastAPI:
     state: dict[str, Any] = {"tagger": None, "new_annotations": 0, "retraining": False, "retrains": 0, "last_error": None}
-    swap_lock = threading.Lock()
 
     def current() -> Tagger:
         return state["tagger"]
@@ -365,26 +364,19 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             from labels.export import parse_export
             from labels.studio import connect, export_project
-            from training.data import check_trainable, grouped_split, to_arrays
-            from training.train import TrainConfig, train_baseline, train_transformer
+            from training.data import prepare
+            from training.train import TrainConfig, fit
 
             tagger = current()
             ls = connect(settings.label_studio_url or "", settings.label_studio_api_key or "")
             examples, report = parse_export(export_project(ls, project_id), tagger.book)
-            texts, y, groups = to_arrays(examples, tagger.book)
-            check_trainable(y, tagger.book)
-            train_idx, dev_idx = grouped_split(y, groups)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = settings.model_dir.parent / f"{settings.model_dir.name}-retrained-{stamp}"
             cfg = TrainConfig(base_model=settings.retrain_base_model or "", baseline=None if settings.retrain_base_model else "tfidf",
                               data=[f"label-studio project {project_id}"], schema=str(tagger.book.path))
-            if settings.retrain_base_model:
-                train_transformer(texts, y, train_idx, dev_idx, tagger.book, cfg, out, report=report)
-            else:
-                train_baseline(texts, y, train_idx, dev_idx, tagger.book, cfg, out, report)
+            fit(prepare(examples, tagger.book, cfg.dev_size, cfg.seed), tagger.book, cfg, out, report)
             new = load_model(out)
-            with swap_lock:
-                state["tagger"] = new  # one assignment: requests see the old or the new model, never a mix
+            state["tagger"] = new  # one reference assignment: requests see the old or the new model, never a mix
             state["retrains"] += 1
             state["last_error"] = None
         except Exception as exc:

@@ -11,8 +11,8 @@ from rich.table import Table
 from labels.cli import load_or_exit
 from labels.export import ParseReport, parse_export
 
-from .data import DataError, check_trainable, grouped_split, to_arrays
-from .train import Interrupted, TrainConfig, train_baseline, train_transformer
+from .data import DataError, prepare, to_arrays
+from .train import Interrupted, TrainConfig, fit
 
 out_console = Console()
 err = Console(stderr=True)
@@ -85,27 +85,22 @@ def train(
                       seed=seed, dev_size=dev_size, freeze_embeddings=freeze_embeddings, baseline=baseline, checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
-        texts, y, groups = to_arrays(examples, book)
-        notes = check_trainable(y, book)
-        for n in notes:
-            err.print(f"[yellow]warning[/yellow] {n}")
-        train_idx, dev_idx = grouped_split(y, groups, dev_size, seed)
+        data = prepare(examples, book, dev_size, seed)
     except DataError as exc:
         err.print(f"[red]cannot train[/red]: {exc}")
         raise typer.Exit(2)
-    err.print(f"{len(texts)} paragraphs from {len(set(groups))} documents: {len(train_idx)} train / {len(dev_idx)} dev")
+    for n in data.notes:
+        err.print(f"[yellow]warning[/yellow] {n}")
+    err.print(data.summary)
     try:
-        if baseline:
-            result = train_baseline(texts, y, train_idx, dev_idx, book, cfg, out, report, notes)
-        else:
-            result = train_transformer(texts, y, train_idx, dev_idx, book, cfg, out, resume, report, notes, device)
+        result = fit(data, book, cfg, out, report, resume, device)
     except Interrupted as exc:
         err.print(f"[yellow]{exc}[/yellow]")
         raise typer.Exit(130)
     except (OSError, ValueError) as exc:
         err.print(f"[red]training failed[/red]: {exc}")
         raise typer.Exit(2)
-    out_console.print(metrics_table({out.name: result["metrics"]}, f"dev metrics ({len(dev_idx)} paragraphs)"))
+    out_console.print(metrics_table({out.name: result["metrics"]}, f"dev metrics ({len(data.dev_idx)} paragraphs)"))
     err.print(f"model written to {out} in {result['seconds']:.0f} s")
 
 

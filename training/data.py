@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,3 +62,28 @@ def grouped_split(y: np.ndarray, groups: list[str], dev_size: float = 0.2, seed:
         raise DataError("the split left train or dev empty: add documents or change --dev-size")
     dev_mask = np.isin(row_doc, dev_docs)
     return np.flatnonzero(~dev_mask), np.flatnonzero(dev_mask)
+
+
+@dataclass
+class Prepared:
+    """Training data ready for any model: arrays, the document-grouped split, and warnings."""
+
+    texts: list[str]
+    y: np.ndarray
+    groups: list[str]
+    train_idx: np.ndarray
+    dev_idx: np.ndarray
+    notes: list[str]
+
+    @property
+    def summary(self) -> str:
+        return (f"{len(self.texts)} paragraphs from {len(set(self.groups))} documents: "
+                f"{len(self.train_idx)} train / {len(self.dev_idx)} dev")
+
+
+def prepare(examples: list[Example], book: Codebook, dev_size: float = 0.2, seed: int = 13) -> Prepared:
+    """Arrays, trainability check and split in one step; raises DataError on unusable data."""
+    texts, y, groups = to_arrays(examples, book)
+    notes = check_trainable(y, book)
+    train_idx, dev_idx = grouped_split(y, groups, dev_size, seed)
+    return Prepared(texts, y, groups, train_idx, dev_idx, notes)

@@ -317,3 +317,12 @@ def train_transformer(texts, y, train_idx, dev_idx, book: Codebook, cfg: TrainCo
     _write_model_dir(out, fill)
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the checkpoint is no longer needed
     return result
+
+
+def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport | None = None,
+        resume: bool = False, device: str | None = None) -> dict:
+    """Train what `cfg` asks for (the baseline or a fine-tuned encoder) on prepared data."""
+    split = (data.texts, data.y, data.train_idx, data.dev_idx, book, cfg, out)
+    if cfg.baseline:
+        return train_baseline(*split, report, data.notes)
+    return train_transformer(*split, resume, report, data.notes, device)
