@@ -14,7 +14,7 @@ from itertools import combinations
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from .export import ParseReport, annotation_labels
+from .export import ParseReport, annotation_labels, coder_of, task_problem
 from .schema import Codebook
 
 PAPER_KAPPA = 0.746
@@ -62,17 +62,26 @@ def agreement(tasks: list[dict], book: Codebook, top: int = 10) -> dict:
     # task id -> annotator -> {dim: set}
     coded: dict[object, dict[object, dict[str, frozenset]]] = {}
     texts = {}
-    for task in tasks:
+    malformed: dict[str, int] = {}
+    for n, task in enumerate(tasks):
+        problem = task_problem(task)
+        if problem:  # counted and skipped, like training does
+            malformed[problem] = malformed.get(problem, 0) + 1
+            continue
         anns = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
         by_coder = {}
         for a in sorted(anns, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")):
-            by_coder[a.get("completed_by")] = {d: frozenset(v) for d, v in annotation_labels(book, a, report).items()}
+            by_coder[coder_of(a)] = {d: frozenset(v) for d, v in annotation_labels(book, a, report).items()}
         if len(by_coder) >= 2:
-            coded[task.get("id")] = by_coder
-            texts[task.get("id")] = (task.get("data") or {}).get("text", "")
+            task_id = task.get("id")
+            task_id = task_id if isinstance(task_id, (int, str)) else f"#{n}"
+            coded[task_id] = by_coder
+            text = task["data"].get("text", "")
+            texts[task_id] = text if isinstance(text, str) else str(text)
     result = {"tasks_with_two_or_more": len(coded), "paper_kappa_mean": PAPER_KAPPA, "per_label_kappa": {},
               "kappa_mean": None, "alpha_masi": {}, "exact_match": None, "disputed": [],
-              "unknown_labels": dict(report.unknown_labels)}
+              "unknown_labels": dict(report.unknown_labels),
+              "malformed_tasks": sum(malformed.values()), "malformed_reasons": malformed}
     if not coded:
         return result
     coders = sorted({c for codings in coded.values() for c in codings}, key=str)

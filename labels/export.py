@@ -3,7 +3,9 @@
 One function, `parse_export`, is used by training, evaluation and agreement. It accepts
 label values as codebook ids, Chinese or English names (older projects) and taxonomy paths
 of any depth, resolves several annotators into one label set, and counts everything it
-drops and why.
+drops and why. Every task is checked against the shape of a Label Studio task first
+(`task_problem`): a malformed one (annotations that are not a list of objects, a result that
+is not a list of regions, data that is not an object…) is skipped and counted, never a crash.
 """
 from __future__ import annotations
 
@@ -60,9 +62,72 @@ def load_export(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}: not a Label Studio JSON export ({exc.msg} at line {exc.lineno})") from None
     if isinstance(data, dict):
         data = [data]
-    if not isinstance(data, list) or not all(isinstance(t, dict) and "data" in t for t in data):
+    # Malformed tasks among good ones are skipped and counted by parse_export; a file with no
+    # task-like object at all is not an export.
+    if not isinstance(data, list) or not any(isinstance(t, dict) and "data" in t for t in data):
         raise ValueError(f"{path}: not a Label Studio JSON export (expected a list of tasks with 'data')")
     return data
+
+
+def _kind(value) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _region_problem(region) -> str | None:
+    if not isinstance(region, dict):
+        return f"a result region is {_kind(region)}, not an object"
+    value = region.get("value")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        return f"a result value is {_kind(value)}, not an object"
+    for key in ("taxonomy", "choices", "labels"):
+        items = value.get(key)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            return f"value.{key} is {_kind(items)}, not a list"
+        for item in items:
+            if key == "taxonomy" and isinstance(item, list):
+                if not all(isinstance(x, (str, int, float)) for x in item):
+                    return "a taxonomy path holds something other than names"
+            elif not isinstance(item, (str, int, float)) or isinstance(item, bool):
+                return f"value.{key} holds {_kind(item)}, not a name"
+    return None
+
+
+def annotation_problem(annotation) -> str | None:
+    """Why one annotation is not a Label Studio annotation, or None."""
+    if not isinstance(annotation, dict):
+        return f"an annotation is {_kind(annotation)}, not an object"
+    result = annotation.get("result")
+    if result is None:
+        return None
+    if not isinstance(result, list):
+        return f"annotation result is {_kind(result)}, not a list"
+    for region in result:
+        problem = _region_problem(region)
+        if problem:
+            return problem
+    return None
+
+
+def task_problem(task) -> str | None:
+    """Why `task` does not have the shape of a Label Studio task, or None when it does."""
+    if not isinstance(task, dict):
+        return f"the task is {_kind(task)}, not an object"
+    if not isinstance(task.get("data"), dict):
+        return f"data is {_kind(task.get('data'))}, not an object"
+    for key in ("annotations", "drafts"):
+        items = task.get(key)
+        if items is not None and not isinstance(items, list):
+            return f"{key} is {_kind(items)}, not a list"
+    for annotation in task.get("annotations") or []:
+        problem = annotation_problem(annotation)
+        if problem:
+            return problem
+    return None
 
 
 def _dimension_of(book: Codebook, from_name: str) -> str | None:
@@ -77,6 +142,9 @@ def _dimension_of(book: Codebook, from_name: str) -> str | None:
 def annotation_labels(book: Codebook, annotation: dict, report: ParseReport) -> dict[str, set[str]]:
     """The leaf labels of one annotation, per dimension (every dimension present, maybe empty)."""
     labels: dict[str, set[str]] = {d: set() for d in book.dimension_ids}
+    if annotation_problem(annotation):  # callers drop such tasks first; never crash here
+        report.notes["malformed annotations ignored"] += 1
+        return labels
     for region in annotation.get("result") or []:
         dim = _dimension_of(book, str(region.get("from_name", "")))
         if dim is None:
@@ -98,6 +166,23 @@ def annotation_labels(book: Codebook, annotation: dict, report: ParseReport) -> 
             else:
                 labels[dim].add(label_id)
     return labels
+
+
+def _hashable(value):
+    """A dict key for any JSON value (ids are normally numbers or strings, but exports vary)."""
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def coder_of(annotation: dict):
+    """Who made an annotation: `completed_by` as an id (an int, or {"id": …, "email": …} in some exports)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("id", who.get("email"))
+    return _hashable(who)
 
 
 def _when(annotation: dict) -> str:
@@ -144,6 +229,10 @@ def parse_export(tasks: Iterable[dict] | str | Path, book: Codebook, policy: str
     seen: set = set()
     for task in tasks:
         report.tasks += 1
+        problem = task_problem(task)
+        if problem:
+            report.dropped[f"malformed task ({problem})"] += 1
+            continue
         data = task.get("data") or {}
         text = data.get(text_field)
         if not isinstance(text, str) or not normalize_text(text):
@@ -160,7 +249,8 @@ def parse_export(tasks: Iterable[dict] | str | Path, book: Codebook, policy: str
         if not annotations:
             report.dropped["no submitted annotation"] += 1
             continue
-        key = (data.get("doc_id"), data.get("paragraph_index")) if data.get("doc_id") is not None else normalize_text(text)
+        key = (_hashable(data.get("doc_id")), _hashable(data.get("paragraph_index"))) \
+            if data.get("doc_id") is not None else normalize_text(text)
         if key in seen:
             report.dropped["duplicate task (same document paragraph)"] += 1
             continue

@@ -34,7 +34,7 @@ def _client(url, api_key):
 
 
 def _fail(exc) -> None:
-    err.print(f"[red]{exc}[/red]")
+    typer.echo(f"error: {exc}", err=True)
     raise typer.Exit(2)
 
 
@@ -73,9 +73,9 @@ def push(paragraphs: Path = typer.Argument(..., help="Paragraphs JSONL from `pol
         records = read_paragraphs(paragraphs)
         tagger = None
         if predictions:
-            from models.tagger import load_model
+            from models.cli import load_model_or_exit
 
-            tagger = load_model(predictions)
+            tagger = load_model_or_exit(predictions)
         ls = _client(url, api_key)
         result = push_tasks(ls, project_id(ls, title), records, book, tagger)
     except (StudioError, OSError, ValueError) as exc:
@@ -89,12 +89,16 @@ def pull(out_path: Path = typer.Option(..., "--out", help="Where to write the JS
          title: str = TitleOption, url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption,
          schema: Optional[Path] = SchemaOption) -> None:
     """Export the project's annotations (Label Studio JSON format), written atomically."""
-    from nlp.files import write_json_atomic
+    from nlp.files import OutputPathError, check_writable_file, write_json_atomic
 
     from .export import parse_export
     from .studio import StudioError, export_project, project_id
 
     book = load_or_exit(schema)
+    try:
+        check_writable_file(out_path, "--out")
+    except OutputPathError as exc:
+        _fail(exc)
     try:
         ls = _client(url, api_key)
         tasks = export_project(ls, project_id(ls, title))
@@ -121,6 +125,10 @@ def agreement_cmd(export: Path = typer.Argument(..., help="Label Studio JSON exp
     except (OSError, ValueError) as exc:
         _fail(exc)
     result = agreement(tasks, book, top)
+    if result["malformed_tasks"]:
+        err.print(f"skipped {result['malformed_tasks']} malformed task(s) of {len(tasks)}:", markup=False)
+        for why, n in sorted(result["malformed_reasons"].items()):
+            err.print(f"  {n} × {why}", markup=False, soft_wrap=True)
     if as_json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return
@@ -158,13 +166,18 @@ def suggest(model: Path = typer.Option(..., "--model", help="Model directory."),
 
     In Label Studio's Data Manager, filter on these task ids, or sort by prediction score
     ascending: `push --predictions` stores the same confidence as each prediction's score."""
-    from models.tagger import load_model
-    from nlp.files import write_json_atomic
+    from models.cli import load_model_or_exit
+    from nlp.files import OutputPathError, check_writable_file, write_json_atomic
 
     from .studio import StudioError, confidence, project_id, unlabeled_tasks
 
     try:
-        tagger = load_model(model)
+        if out_path is not None:
+            check_writable_file(out_path, "--out")
+    except OutputPathError as exc:
+        _fail(exc)
+    tagger = load_model_or_exit(model)
+    try:
         ls = _client(url, api_key)
         tasks = unlabeled_tasks(ls, project_id(ls, title))
     except (StudioError, OSError, ValueError) as exc:

@@ -2,8 +2,10 @@
 
 Rows are first appended to a journal (`<out>.journal.jsonl`) and each finished document is
 recorded in a done-list (`<out>.done`); an interrupted run continues with `resume=True`
-without duplicates. When every input is through, the journal is written out in the requested
-format atomically and removed.
+without duplicates (a torn last journal line, from a kill mid-write, is dropped). When every
+input is through, rows out = paragraphs in is checked and only then is the journal written
+out in the requested format atomically and removed. One run at a time per output: the output
+path, its journal and done-list are held under an exclusive lock for the whole run.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
-from nlp.files import atomic_path, read_jsonl, write_jsonl_atomic
+from nlp.files import atomic_path, check_writable_file, exclusive_lock, read_jsonl, read_jsonl_tolerant, write_jsonl_atomic
 from nlp.ingest import FileResult, iter_ingest
 from nlp.metadata import FIELDS
 
@@ -33,6 +35,15 @@ class BatchSummary:
     documents: int = 0
     resumed_documents: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    notes: list[str] = field(default_factory=list)  # things the user should know (a torn journal line dropped…)
+
+
+class RowCountMismatch(RuntimeError):
+    """The journal does not hold one row per paragraph: the output is left as it was."""
+
+
+class BatchInterrupted(Exception):
+    """Ctrl-C during a run; str() says what is kept and how to continue."""
 
 
 def label_columns(tagger: Tagger) -> list[str]:
@@ -116,14 +127,18 @@ def journal_paths(out: Path) -> tuple[Path, Path]:
     return out.with_name(out.name + ".journal.jsonl"), out.with_name(out.name + ".done")
 
 
-def _load_journal(out: Path) -> tuple[set[str], int]:
+def _load_journal(out: Path, notes: list[str] | None = None) -> tuple[set[str], int]:
     """Documents already done, after dropping journal rows of documents not marked done
-    (a crash between writing rows and marking the document)."""
+    (a crash between writing rows and marking the document) and a torn last line (a kill
+    in the middle of writing it: its document was never marked done)."""
     journal, done_path = journal_paths(out)
     if not journal.exists() or not done_path.exists():
         return set(), 0
-    done = set(done_path.read_text(encoding="utf-8").splitlines())
-    rows = [r for r in read_jsonl(journal) if str(r["doc_id"]) in done]
+    done = set(done_path.read_text(encoding="utf-8", errors="replace").splitlines())
+    rows, torn = read_jsonl_tolerant(journal)
+    if torn and notes is not None:
+        notes.append(f"{journal}: dropped a torn last line (an interrupted write); its document is tagged again")
+    rows = [r for r in rows if isinstance(r, dict) and str(r.get("doc_id")) in done]
     write_jsonl_atomic(journal, rows)
     return done, len(rows)
 
@@ -134,10 +149,24 @@ def run_batch(tagger: Tagger, inputs: list[Path], out: Path, resume: bool = Fals
     if out.suffix not in FORMATS:
         raise ValueError(f"--out must end in one of {', '.join(sorted(FORMATS))}")
     journal, done_path = journal_paths(out)
+    for path, what in ((out, "--out"), (journal, "the journal"), (done_path, "the done-list")):
+        check_writable_file(path, what)  # before any tagging: a bad --out fails at once
+    with exclusive_lock(out):
+        try:
+            return _run_locked(tagger, inputs, out, resume, skip_headings, explain, chunk_paragraphs, progress, on_file)
+        except KeyboardInterrupt:
+            done = done_path.read_text(encoding="utf-8", errors="replace").splitlines() if done_path.exists() else []
+            raise BatchInterrupted(f"{len(done)} document(s) are saved in {journal}; run the same command with "
+                                   "--resume to continue without tagging them again") from None
+
+
+def _run_locked(tagger: Tagger, inputs: list[Path], out: Path, resume: bool, skip_headings: bool, explain: bool,
+                chunk_paragraphs: int, progress, on_file) -> BatchSummary:
+    journal, done_path = journal_paths(out)
     summary = BatchSummary()
     done: set[str] = set()
     if resume:
-        done, kept = _load_journal(out)
+        done, kept = _load_journal(out, summary.notes)
         summary.resumed_documents, summary.rows_kept = len(done), kept
     else:
         journal.unlink(missing_ok=True)
@@ -189,6 +218,11 @@ def run_batch(tagger: Tagger, inputs: list[Path], out: Path, resume: bool = Fals
     flush()
     rows = read_jsonl(journal) if journal.exists() else []
     summary.rows_out = len(rows)
+    expected = summary.paragraphs_in + summary.rows_kept
+    if len(rows) != expected:
+        # Checked before the output is replaced: a bad run never overwrites a good file.
+        raise RowCountMismatch(f"row count mismatch: {len(rows)} rows for {expected} paragraphs; {out} was not "
+                               f"written (journal kept: {journal})")
     write_table(rows, out, tagger)
     journal.unlink(missing_ok=True)
     done_path.unlink(missing_ok=True)

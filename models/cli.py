@@ -13,6 +13,43 @@ from rich.table import Table
 err = Console(stderr=True)
 
 
+def fail(message: str, code: int = 2):
+    """One line on stderr (never wrapped, no markup), then exit."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def model_load_errors() -> tuple[type[BaseException], ...]:
+    """What loading a damaged or foreign model directory raises (a weights file cut short is
+    a SafetensorError; a bad config a ValueError/KeyError; a missing file an OSError…)."""
+    errors: list[type[BaseException]] = [OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, ImportError]
+    try:
+        from safetensors import SafetensorError
+
+        errors.append(SafetensorError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import pickle
+
+        errors.append(pickle.UnpicklingError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def load_model_or_exit(model: Path, backend: str = "torch", device: str | None = None):
+    """Load a model directory for a command, or end it with a one-line reason (exit 2)."""
+    from .tagger import load_model
+
+    try:
+        return load_model(model, device, backend)
+    except model_load_errors() as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        fail(f"cannot load model {model}: {type(exc).__name__}: {reason}"
+             if not isinstance(exc, (OSError, ValueError)) else f"cannot load model {model}: {reason}")
+
+
 def predict(
     inputs: List[Path] = typer.Argument(..., help="Document files/folders, or paragraph JSONL from `policytag ingest`."),
     model: Path = typer.Option(..., "--model", help="Model directory from `policytag train`."),
@@ -23,17 +60,26 @@ def predict(
     backend: str = typer.Option("torch", help="torch, or onnx (int8) / onnx-fp32 after `policytag export-onnx`."),
 ) -> None:
     """Tag every paragraph of new policy documents. Rows out = paragraphs in, checked at the end."""
-    from .batch import FORMATS, run_batch
-    from .tagger import load_model
+    from nlp.files import OutputBusy, OutputPathError, check_writable_file, lock_path
+
+    from .batch import FORMATS, BatchInterrupted, RowCountMismatch, journal_paths, run_batch
 
     if out.suffix not in FORMATS:
-        err.print(f"[red]--out must end in one of {', '.join(sorted(FORMATS))}[/red]")
-        raise typer.Exit(2)
-    try:
-        tagger = load_model(model, backend=backend)
-    except (OSError, ValueError) as exc:
-        err.print(f"[red]cannot load model[/red]: {exc}")
-        raise typer.Exit(2)
+        fail(f"--out must end in one of {', '.join(sorted(FORMATS))}")
+    try:  # before loading the model or tagging anything
+        for path, what in ((out, "--out"), *((p, "the journal") for p in journal_paths(out))):
+            check_writable_file(path, what)
+    except OutputPathError as exc:
+        fail(str(exc))
+    if lock_path(out).exists():
+        from nlp.files import exclusive_lock
+
+        try:  # fail fast, before the model loads, when another run holds this output
+            with exclusive_lock(out):
+                pass
+        except OutputBusy as exc:
+            fail(str(exc))
+    tagger = load_model_or_exit(model, backend)
     start = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), console=err) as bar:
@@ -51,8 +97,26 @@ def predict(
             done = bar.tasks[0].completed
             bar.update(task, rate=f"{done / max(time.time() - start, 1e-9):.1f} paragraphs/s")
 
-        summary = run_batch(tagger, inputs, out, resume=resume, skip_headings=skip_headings, explain=explain,
-                            progress=on_progress, on_file=on_file)
+        try:
+            summary = run_batch(tagger, inputs, out, resume=resume, skip_headings=skip_headings, explain=explain,
+                                progress=on_progress, on_file=on_file)
+        except OutputBusy as exc:
+            bar.stop()
+            fail(str(exc))
+        except BatchInterrupted as exc:
+            bar.stop()
+            typer.echo(f"\ninterrupted (Ctrl-C): {exc}", err=True)
+            raise typer.Exit(130)
+        except RowCountMismatch as exc:
+            bar.stop()
+            fail(str(exc), 1)
+        except OSError as exc:  # e.g. the disk filled while writing the output
+            from nlp.files import describe_error
+
+            bar.stop()
+            journal = journal_paths(out)[0]
+            kept = f"; tagged rows are kept in {journal}: rerun with --resume" if journal.exists() else ""
+            fail(f"{describe_error(exc)}{kept}")
     seconds = time.time() - start
     table = Table(title="predict summary", show_header=False)
     table.add_row("documents tagged", str(summary.documents))
@@ -65,7 +129,9 @@ def predict(
     table.add_row("output", str(out))
     err.print(table)
     for source, reason in summary.failed:
-        err.print(f"  failed: {source}: {reason}")
+        err.print(f"  failed: {source}: {reason}", markup=False, soft_wrap=True)
+    for note in summary.notes:
+        err.print(f"note: {note}", markup=False, soft_wrap=True)
     expected = summary.paragraphs_in + summary.rows_kept
     if summary.rows_out != expected:
         err.print(f"[red]row count mismatch: {summary.rows_out} rows for {expected} paragraphs[/red]")
@@ -84,8 +150,7 @@ def export_onnx_cmd(
 
     try:
         paths = export_onnx(model, quantize)
-    except (OSError, ValueError) as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+    except model_load_errors() as exc:
+        fail(f"{model}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
     for p in paths:
         err.print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB)")

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .files import atomic_path
-from .ingest import iter_ingest
+from .files import OutputPathError, atomic_path, check_writable_file
+from .ingest import MetadataError, iter_ingest, load_metadata_option
 
 err = Console(stderr=True)
 
@@ -36,6 +36,13 @@ def ingest(
     Unreadable files are reported and skipped; exit code 0 if anything was written, 2 if nothing could be read."""
     if unit not in ("paragraph", "sentence"):
         err.print("[red]--unit must be 'paragraph' or 'sentence'[/red]")
+        raise typer.Exit(2)
+    try:  # before reading anything: a bad --out or --metadata is a one-line message, not a traceback
+        check_writable_file(out, "--out")
+        if metadata is not None:
+            load_metadata_option(metadata)
+    except (OutputPathError, MetadataError) as exc:
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     read = skipped = written = 0
     failures: list[tuple[str, str]] = []

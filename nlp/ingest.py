@@ -1,6 +1,8 @@
 """Files and folders in, one record per paragraph out, every file accounted for."""
 from __future__ import annotations
 
+import csv
+import errno
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -24,6 +26,50 @@ class FileResult:
     encoding: str | None = None
 
 
+class MetadataError(ValueError):
+    """The --metadata file cannot be used; str() is a one-line message naming it."""
+
+
+def load_metadata_option(metadata: str | Path) -> dict[str, dict]:
+    """Read the --metadata sidecar, or raise MetadataError with a one-line reason."""
+    path = Path(metadata)
+    if not path.exists():
+        raise MetadataError(f"{path}: metadata file not found")
+    if path.is_dir():
+        raise MetadataError(f"{path}: is a folder; --metadata needs a CSV or JSON file")
+    try:
+        return load_sidecar(path)
+    except UnicodeDecodeError:
+        raise MetadataError(f"{path}: not UTF-8 text; save the metadata as UTF-8 (Excel: 'CSV UTF-8')") from None
+    except (ValueError, csv.Error, AttributeError, TypeError) as exc:
+        raise MetadataError(f"{path}: not a metadata CSV (column 'file') or JSON: {exc}".splitlines()[0]) from None
+    except OSError as exc:
+        raise MetadataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _list_files(root: Path, failed: list[FileResult]) -> list[Path]:
+    """Every regular file under `root` (hidden parts skipped). Symbolic links that loop or
+    point nowhere, and links to folders (not followed), are listed in `failed`, never dropped
+    silently."""
+    files = []
+    for p in sorted(root.rglob("*")):
+        if any(part.startswith(".") for part in p.relative_to(root).parts):
+            continue
+        if p.is_symlink():
+            try:
+                p.stat()
+            except OSError as exc:
+                why = "symbolic link loop" if exc.errno == errno.ELOOP else "broken symbolic link (target missing)"
+                failed.append(FileResult(str(p), error=why))
+                continue
+            if p.is_dir():
+                failed.append(FileResult(str(p), error="symbolic link to a folder: not followed (pass that folder itself)"))
+                continue
+        if p.is_file():
+            files.append(p)
+    return files
+
+
 @dataclass
 class Source:
     path: Path
@@ -34,17 +80,18 @@ class Source:
 def collect(paths: Iterable[str | Path], metadata: str | Path | None = None) -> tuple[list[Source], list[FileResult]]:
     """Expand files/folders (recursively) into the documents to read. Missing paths and
     unsupported files come back as failed FileResults so they are reported, never lost."""
-    overrides = load_sidecar(Path(metadata)) if metadata else {}
+    overrides = load_metadata_option(metadata) if metadata else {}
     sources: list[Source] = []
     failed: list[FileResult] = []
     seen_ids: set[str] = set()
     for raw in paths:
         root = Path(raw)
         if not root.exists():
-            failed.append(FileResult(str(root), error="no such file or folder"))
+            looping = root.is_symlink()
+            failed.append(FileResult(str(root), error="broken or looping symbolic link" if looping else "no such file or folder"))
             continue
         if root.is_dir():
-            files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+            files = _list_files(root, failed)
             base = root
         else:
             files, base = [root], root.parent

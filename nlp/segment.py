@@ -47,6 +47,25 @@ def normalize_text(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+_INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+
+
+def has_visible_text(text: str) -> bool:
+    """False for text made only of whitespace, control characters (NUL…) and invisible format
+    characters (zero-width space/joiners, BOM, word joiner): nothing a coder could label."""
+    return any(not ch.isspace() and unicodedata.category(ch) not in _INVISIBLE for ch in text)
+
+
+def first_lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate (e.g. from a JSON "\\ud800"), which no encoder or
+    tokenizer accepts; None when the text is valid Unicode."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        return exc.start
+
+
 def is_heading(line: str) -> bool:
     """A numbered section/article heading standing alone, e.g. '一、总体要求', '（三）完善机制。', '第十条'."""
     line = normalize_text(line)

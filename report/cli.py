@@ -1,4 +1,4 @@
-"""`policytag report`: the 6D tables for a tagged corpus."""
+"""`policytag report`: the 6D paper's Tables 1–12 for a tagged corpus, optionally beside the paper or another corpus."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,50 +6,105 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Table as RichTable
 
 err = Console(stderr=True)
 out_console = Console()
+
+
+def _read(path: Path, book):
+    """A tags file as a frame, or exit 2 with the reason."""
+    from models.batch import read_tags
+
+    try:
+        frame = read_tags(path)
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]cannot read {path}[/red]: {exc}")
+        raise typer.Exit(2)
+    missing = [d for d in book.dimension_ids if d not in frame.columns]
+    if missing or "doc_id" not in frame.columns:
+        err.print(f"[red]{path} is not a tags file for codebook {book.name}[/red]: missing columns {missing or ['doc_id']}")
+        raise typer.Exit(2)
+    return frame
 
 
 def report(
     tags: Path = typer.Argument(..., help="Output of `policytag predict` (.jsonl/.csv/.xlsx/.parquet)."),
     out: Path = typer.Option(..., "--out", help="Folder for the workbook, CSVs, charts and HTML page."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Codebook YAML (default: shipped IHMS)."),
-    charts: bool = typer.Option(True, help="Draw PNG charts (needs a font with Chinese glyphs)."),
+    compare: Optional[str] = typer.Option(
+        None, "--compare",
+        help="'paper': put the paper's published distribution beside this corpus's; or another tags file "
+             "(e.g. one province vs national documents, or two periods). Differences in percentage points."),
+    year_bins: str = typer.Option(
+        "paper", "--year-bins",
+        help="Release-year columns of Tables 11-12: 'paper' (Table 11: '2015 and before', 2016, ...; Table 12: one "
+             "per year), 'years' (one per year), or upper edges like 2015,2018."),
+    charts: bool = typer.Option(True, help="Draw PNG charts (Chinese labels; the font comes with the mplfonts package)."),
 ) -> None:
-    """Regenerate the 6D paper's 1D and 2D tables for any tagged corpus."""
+    """The 6D paper's Tables 1-12 (numbered and laid out as published) and extra views, for any tagged corpus."""
     from labels.cli import load_or_exit
-    from models.batch import read_tags
 
+    from .compare import compare_all, compare_with_paper
     from .render import FontMissing, write_report
-    from .sixd import build_tables
+    from .sixd import YearBins, build_tables, corpus
 
     book = load_or_exit(schema)
     try:
-        frame = read_tags(tags)
-    except (OSError, ValueError) as exc:
-        err.print(f"[red]cannot read {tags}[/red]: {exc}")
+        bins = YearBins.parse(year_bins)
+    except ValueError as exc:
+        err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
-    missing = [d for d in book.dimension_ids if d not in frame.columns]
-    if missing or "doc_id" not in frame.columns:
-        err.print(f"[red]{tags} is not a tags file for codebook {book.name}[/red]: missing columns {missing or ['doc_id']}")
-        raise typer.Exit(2)
-    tables = build_tables(frame, book)
-    intro = (f"{frame['doc_id'].nunique()} documents, {len(frame)} paragraphs from {tags.name}. "
-             "Year/level/nature count documents; tools, stakeholders and orientation count coded paragraphs.")
+    frame = _read(tags, book)
+    tables = build_tables(frame, book, bins)
+    c = corpus(frame, book)
+    intro = (f"{frame['doc_id'].nunique()} documents, {len(frame)} paragraphs ({len(c.coded)} coded) from {tags.name}; "
+             f"codebook {book.name}. Tables 1-12 are numbered and counted as in Yu, Wang & You (JMIR 2024); "
+             "extra views follow them.")
+    notes: list[str] = []
+    comparisons = {}
+    if compare:
+        if compare == "paper":
+            comparisons, notes = compare_with_paper(tables, book, bins, tags.name)
+        else:
+            other_path = Path(compare)
+            other = build_tables(_read(other_path, book), book, bins)
+            name = other_path.name if other_path.name != tags.name else str(other_path)
+            comparisons = compare_all(tables, other, tags.name, name)
+        if not comparisons:
+            err.print(f"[yellow]nothing to compare with {compare}[/yellow]")
+    omitted = [f"Table {n}" for n in range(1, 13) if f"Table {n}" not in tables]
+    if omitted:
+        notes.append(f"Not produced for codebook {book.name} (it lacks the dimension they need): {', '.join(omitted)}.")
     try:
-        written = write_report(tables, out, charts=charts, intro=intro)
+        written = write_report(tables, out, comparisons, charts=charts, intro=intro, notes=notes)
     except FontMissing as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
-    for name in list(tables)[:6]:
-        t = Table(title=name)
-        t.add_column(tables[name].index.name or "")
-        for c in tables[name].columns:
-            t.add_column(str(c), justify="right")
-        for idx, row in tables[name].iterrows():
-            t.add_row(str(idx), *[f"{v:g}" for v in row.values])
-        out_console.print(t)
-    err.print(f"{len(tables)} tables → {out}: {len(written['csv'])} CSV, {len(written['png'])} PNG, "
-              f"{written['xlsx'][0].name}, {written['html'][0].name}")
+    except OSError as exc:
+        err.print(f"[red]cannot write the report to {out}[/red]: {exc}")
+        raise typer.Exit(2)
+    for key, t in tables.items():
+        if t.number is None:
+            continue
+        display = t.display()
+        rt = RichTable(title=f"{key}. {t.title}", caption="\n".join(t.notes), caption_justify="left")
+        rt.add_column(display.index.name or "")
+        for col in display.columns:
+            rt.add_column(str(col), justify="right")
+        for idx, row in display.iterrows():
+            rt.add_row(str(idx), *row.values)
+        out_console.print(rt)
+        if key in comparisons:
+            cmp = comparisons[key].frame
+            ct = RichTable(title=f"{key}: {tags.name} vs {comparisons[key].other}")
+            for col in cmp.columns:
+                ct.add_column(str(col), justify="left" if col in ("row", "column") else "right")
+            for _, row in cmp.iterrows():
+                ct.add_row(*["" if v is None or v != v else f"{v:g}" if isinstance(v, float) else str(v) for v in row.values])
+            out_console.print(ct)
+    for note in notes:
+        err.print(f"[yellow]{note}[/yellow]")
+    err.print(f"{sum(1 for t in tables.values() if t.number)} paper tables + {sum(1 for t in tables.values() if not t.number)} "
+              f"extra views{f', {len(comparisons)} comparisons' if comparisons else ''} → {out}: {len(written['csv'])} CSV, "
+              f"{len(written['png'])} PNG, {written['xlsx'][0].name}, {written['html'][0].name}")

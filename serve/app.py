@@ -3,14 +3,19 @@ in one FastAPI app.
 
 Concurrent requests are micro-batched: paragraphs from all callers wait at most
 `batch_wait_ms` in one queue and are tagged together, so throughput under load approaches
-batch tagging. The model can be swapped atomically (after a background retrain) without
-dropping requests.
+batch tagging. Inputs are validated before they join a batch (lone surrogates, blank or
+invisible-only paragraphs, limits: 413/422 for that request), and a batch that still fails is
+retried request by request, so one bad request never fails the others batched with it. The
+model can be swapped atomically (after a background retrain) without dropping requests.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import hmac
+import html
+import json
+import logging
 import os
 import threading
 import time
@@ -21,12 +26,54 @@ from typing import Any, Optional, Union
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.tagger import Tagger, load_model
 from nlp.metadata import derive, parse_metadata
-from nlp.segment import normalize_text, segment
+from nlp.segment import first_lone_surrogate, has_visible_text, segment
+
+log = logging.getLogger("policytag.serve")
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that can always be sent: a lone surrogate that reached a response (an echoed key,
+    an error location) becomes U+FFFD instead of failing the response with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8", "replace")
+
+
+def _find_lone_surrogate(value: Any, where: str = "body") -> str | None:
+    """Where in a parsed JSON body the first lone surrogate is, e.g. 'paragraphs[1] at character 3'."""
+    stack = [(value, where)]
+    while stack:
+        v, at = stack.pop()
+        if isinstance(v, str):
+            i = first_lone_surrogate(v)
+            if i is not None:
+                return f"{at} at character {i}"
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if isinstance(k, str) and first_lone_surrogate(k) is not None:
+                    return f"a key of {at}"
+                stack.append((item, f"{at}.{k}" if isinstance(k, str) else at))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((item, f"{at}[{i}]") for i, item in enumerate(v))
+    return None
+
+
+class _ValidUnicode(BaseModel):
+    """Rejects (422) a body holding a lone surrogate anywhere ("\\ud800" in JSON): no tokenizer
+    accepts one, so it must never reach a shared batch."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_lone_surrogates(cls, data: Any) -> Any:
+        where = _find_lone_surrogate(data)
+        if where is not None:
+            raise ValueError(f"{where.removeprefix('body.')}: a lone surrogate (invalid Unicode); send valid UTF-8 text")
+        return data
 
 
 @dataclass
@@ -67,12 +114,12 @@ class Settings:
 
 
 # ---- request / response bodies ------------------------------------------------------------
-class ParagraphIn(BaseModel):
+class ParagraphIn(_ValidUnicode):
     model_config = ConfigDict(extra="allow")
     text: str
 
 
-class TagRequest(BaseModel):
+class TagRequest(_ValidUnicode):
     """Either one document (`text`, split into paragraphs here) or ready `paragraphs`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -88,14 +135,14 @@ class TagRequest(BaseModel):
         return v
 
 
-class LSPredictRequest(BaseModel):
+class LSPredictRequest(_ValidUnicode):
     """What Label Studio sends to an ML backend's /predict (extra fields are kept)."""
 
     model_config = ConfigDict(extra="allow")
     tasks: list[dict[str, Any]]
 
 
-class LSWebhook(BaseModel):
+class LSWebhook(_ValidUnicode):
     model_config = ConfigDict(extra="allow")
     action: Optional[str] = None
     project: Optional[dict[str, Any]] = None
@@ -163,13 +210,27 @@ class MicroBatcher:
                 jobs.append(job)
                 size += len(job.texts)
             tagger = self.get_tagger()  # one model for the whole batch, even during a swap
+            jobs = [j for j in jobs if not j.future.done()]  # callers that went away
+            if not jobs:
+                continue
             texts = [t for j in jobs for t in j.texts]
             try:
                 probs = await asyncio.to_thread(tagger.predict_proba, texts)
-            except Exception as exc:  # surfaces as a 500 for these requests only
+            except Exception as exc:
+                if len(jobs) == 1:
+                    self._fail(jobs[0], exc)
+                    continue
+                # Isolate: one request's input must not fail the others batched with it.
+                log.warning("a batch of %d requests failed (%s: %s); retrying them one by one",
+                            len(jobs), type(exc).__name__, exc)
                 for j in jobs:
-                    if not j.future.done():
-                        j.future.set_exception(exc)
+                    try:
+                        own = await asyncio.to_thread(tagger.predict_proba, j.texts)
+                    except Exception as job_exc:
+                        self._fail(j, job_exc)
+                    else:
+                        if not j.future.done():
+                            j.future.set_result((own, tagger))
                 continue
             start = 0
             for j in jobs:
@@ -177,30 +238,82 @@ class MicroBatcher:
                     j.future.set_result((probs[start:start + len(j.texts)], tagger))
                 start += len(j.texts)
 
+    @staticmethod
+    def _fail(job: _Job, exc: Exception) -> None:
+        log.error("tagging failed for one request (%d paragraphs): %s: %s", len(job.texts), type(exc).__name__, exc)
+        if not job.future.done():
+            job.future.set_exception(exc)
+
 
 # ---- the app ------------------------------------------------------------------------------------
 OPEN_PATHS = {"/healthz", "/readyz", "/health"}
 ML_BACKEND_PATHS = {"/setup", "/predict", "/webhook"}
 
 
+def _header_bytes(value: str) -> bytes:
+    """The header's bytes as they came over the wire (ASGI servers decode them as latin-1)."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
 def _authorised(header: str | None, token: str) -> bool:
     """Bearer <token>, or HTTP Basic with the token as password (what Label Studio's ML
-    backend connection can send)."""
+    backend connection can send). Compared as bytes in constant time, so any header, ASCII
+    or not, is simply right or wrong (hmac.compare_digest rejects non-ASCII str)."""
     if not header:
         return False
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer":
-        return hmac.compare_digest(value.strip(), token)
-    if scheme.lower() == "basic":
+    expected = token.encode("utf-8")
+    raw = _header_bytes(header)
+    scheme, _, value = raw.partition(b" ")
+    if scheme.lower() == b"bearer":
+        return hmac.compare_digest(value.strip(), expected)
+    if scheme.lower() == b"basic":
         try:
-            _, _, password = base64.b64decode(value.strip()).decode().partition(":")
-        except Exception:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (ValueError, TypeError):
             return False
-        return hmac.compare_digest(password, token)
+        _, _, password = decoded.partition(b":")
+        return hmac.compare_digest(password, expected)
     return False
 
 
-def create_app(settings: Settings) -> FastAPI:
+def _docs_page(spec: dict) -> str:
+    """The API reference as one self-contained HTML page (no scripts, no CDN): works offline."""
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>policytag API</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+             "pre{background:#f4f4f4;padding:.6em;overflow:auto}code{background:#f4f4f4}"
+             "h3{margin-bottom:.2em}.m{font-weight:bold;text-transform:uppercase}</style></head><body>",
+             f"<h1>{e(spec.get('info', {}).get('title', 'API'))} {e(str(spec.get('info', {}).get('version', '')))}</h1>",
+             f"<p>{e(spec.get('info', {}).get('description', ''))}</p>",
+             "<p>Machine-readable: <a href='openapi.json'>openapi.json</a>. Send "
+             "<code>Authorization: Bearer &lt;POLICYTAG_API_TOKEN&gt;</code> when the server has a token.</p>"]
+    for path, ops in spec.get("paths", {}).items():
+        for method, op in ops.items():
+            parts.append(f"<h3><span class='m'>{e(method)}</span> <code>{e(path)}</code></h3>")
+            if op.get("summary"):
+                parts.append(f"<p>{e(op['summary'])}</p>")
+            if op.get("description"):
+                parts.append(f"<p>{e(op['description'])}</p>")
+            body = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if body:
+                parts.append(f"<p>Request body:</p><pre>{e(json.dumps(body, ensure_ascii=False, indent=1))}</pre>")
+            codes = ", ".join(f"{e(str(c))} {e(r.get('description', ''))}" for c, r in op.get("responses", {}).items())
+            parts.append(f"<p>Responses: {codes}</p>")
+    schemas = spec.get("components", {}).get("schemas", {})
+    if schemas:
+        parts.append("<h2>Schemas</h2>")
+        for name, schema in schemas.items():
+            parts.append(f"<h3 id='{e(name)}'>{e(name)}</h3><pre>{e(json.dumps(schema, ensure_ascii=False, indent=1))}</pre>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
+    """`tagger`: an already loaded model (the CLI loads it first to report a damaged model
+    directory in one line); otherwise it is loaded at start-up."""
     state: dict[str, Any] = {"tagger": None, "new_annotations": 0, "retraining": False, "retrains": 0, "last_error": None}
 
     def current() -> Tagger:
@@ -209,12 +322,13 @@ def create_app(settings: Settings) -> FastAPI:
     batcher = MicroBatcher(current, settings.batch_wait_ms, settings.max_batch)
 
     async def lifespan(app: FastAPI):
-        state["tagger"] = await asyncio.to_thread(load_model, settings.model_dir, None, settings.backend)
+        state["tagger"] = tagger or await asyncio.to_thread(load_model, settings.model_dir, None, settings.backend)
         batcher.start()
         yield
         await batcher.stop()
 
-    app = FastAPI(title="policytag", version="1", lifespan=lifespan,
+    app = FastAPI(title="policytag", version="1", lifespan=lifespan, default_response_class=SafeJSONResponse,
+                  docs_url=None, redoc_url=None,  # /docs is served below without a CDN
                   description="Tags paragraphs of Chinese health-policy documents with policy tools, stakeholders and "
                               "orientations; also a Label Studio ML backend (/health, /setup, /predict, /webhook).")
     app.state.settings, app.state.model_state = settings, state
@@ -224,27 +338,31 @@ def create_app(settings: Settings) -> FastAPI:
         open_paths = OPEN_PATHS | (ML_BACKEND_PATHS if settings.ml_backend_open else set())
         if settings.api_token and request.url.path not in open_paths and not _authorised(
                 request.headers.get("authorization"), settings.api_token):
-            return JSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer <POLICYTAG_API_TOKEN>'"},
+            return SafeJSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer <POLICYTAG_API_TOKEN>'"},
                                 status_code=401, headers={"WWW-Authenticate": "Bearer"})
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse({"detail": f"request body of {length} bytes exceeds the limit of {settings.max_body_bytes} "
+            return SafeJSONResponse({"detail": f"request body of {length} bytes exceeds the limit of {settings.max_body_bytes} "
                                            "bytes (POLICYTAG_MAX_BODY_BYTES)"}, status_code=413)
         if request.method == "POST" and not length:
             body = await request.body()  # chunked upload: measure what arrived
             if len(body) > settings.max_body_bytes:
-                return JSONResponse({"detail": f"request body exceeds the limit of {settings.max_body_bytes} bytes"},
+                return SafeJSONResponse({"detail": f"request body exceeds the limit of {settings.max_body_bytes} bytes"},
                                     status_code=413)
         return await call_next(request)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-        return JSONResponse({"detail": "invalid request body", "errors": errors}, status_code=422)
+        return SafeJSONResponse({"detail": "invalid request body", "errors": errors}, status_code=422)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):  # last resort: a clear body, never a bare traceback
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+        return SafeJSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
+    async def docs():
+        return HTMLResponse(_docs_page(app.openapi()))
 
     @app.get("/healthz", tags=["health"])
     async def healthz():
@@ -254,7 +372,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def readyz():
         tagger = current()
         if tagger is None:
-            return JSONResponse({"status": "loading"}, status_code=503)
+            return SafeJSONResponse({"status": "loading"}, status_code=503)
         return {"status": "ready", "model_version": tagger.version}
 
     @app.get("/v1/schema", tags=["api"])
@@ -290,9 +408,10 @@ def create_app(settings: Settings) -> FastAPI:
             headings = [False] * len(texts)
         if not texts:
             raise HTTPException(422, "no paragraphs to tag")
-        empty = [i for i, t in enumerate(texts) if not normalize_text(t)]
+        empty = [i for i, t in enumerate(texts) if not has_visible_text(t)]
         if empty:
-            raise HTTPException(422, f"paragraph(s) {empty[:10]} are empty")
+            raise HTTPException(422, f"paragraph(s) {empty[:10]} are empty (only whitespace, control or zero-width "
+                                     "characters)")
         _check_limits(texts)
         probs, tagger = await batcher.probabilities(texts)
         out = []
