@@ -11,6 +11,4 @@ PY=${PYTHON:-python3}
 # Label Studio pins Django and its own SDK: it gets its own venv, found by the tests via LABEL_STUDIO_BIN.
 [ -x .lsvenv/bin/label-studio ] || { "$PY" -m venv .lsvenv && .lsvenv/bin/pip install -q 'label-studio==1.23.*'; }
 export LABEL_STUDIO_BIN="$PWD/.lsvenv/bin/label-studio"
-# A CJK font for report charts (Debian); skipped where apt is not available.
-fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || { command -v apt-get >/dev/null && apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || true; }
 exec .venv/bin/python -m pytest "$@"
