@@ -79,34 +79,38 @@ def compare_all(ours: dict[str, Table], other: dict[str, Table], ours_name: str,
             for key, t in ours.items() if t.number is not None and key in other}
 
 
-def paper_reference(book: Codebook, bins: YearBins) -> tuple[dict[str, Table], list[str]]:
+def paper_reference(book: Codebook, bins: YearBins) -> tuple[dict[str, Table], dict[str, str]]:
     """The paper's Tables 1–12 as Table objects, counted by the same code from synthetic corpora
-    with the published counts; notes say which tables cannot be compared and why."""
-    tables, notes = {}, []
+    with the published counts, and {table: why it cannot be compared}."""
+    tables, why = {}, {}
     for number in range(1, 13):
         key = f"Table {number}"
         if number == 11 and bins.spec != "paper":
-            notes.append(f"{key} is not compared with the paper: it publishes '2015 and before' as one bin, which "
-                         "cannot be re-binned to --year-bins " + bins.spec + ".")
+            why[key] = (f"the paper publishes '2015 and before' as one bin, which cannot be re-binned to "
+                        f"--year-bins {bins.spec}")
             continue
         frame = paper_corpus(number, book)
         if frame.empty:
-            notes.append(f"{key} is not compared with the paper: codebook {book.name} lacks the paper's labels.")
+            why[key] = f"codebook {book.name} lacks the paper's labels"
             continue
         built = paper_tables(corpus(frame, book), bins)
         if key in built:
             tables[key] = built[key]
-    return tables, notes
+    return tables, why
 
 
 def compare_with_paper(ours: dict[str, Table], book: Codebook, bins: YearBins,
                        ours_name: str) -> tuple[dict[str, Comparison], list[str]]:
     """Comparisons with the paper, and notes on the tables that could not be compared."""
-    reference, skipped = paper_reference(book, bins)
+    reference, why = paper_reference(book, bins)
     comparisons = compare_all(ours, reference, ours_name, PAPER)
     for c in comparisons.values():
         c.notes.append(f"Paper: {CITATION}; its % recomputed from its published n (which also corrects its "
                        "four printing errata, listed in tests/test_report_paper.py).")
         if c.key in ("Table 5", "Table 8", "Table 10", "Table 12"):
             c.notes.append("The paper coded one orientation per paragraph; policytag's orientation is multi-label.")
-    return comparisons, skipped
+    skipped: dict[str, list[str]] = {}
+    for key, reason in why.items():
+        if key in ours:  # tables this codebook cannot have are reported once, elsewhere
+            skipped.setdefault(reason, []).append(key)
+    return comparisons, [f"Not compared with the paper ({reason}): {', '.join(keys)}." for reason, keys in skipped.items()]

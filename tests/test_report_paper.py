@@ -270,6 +270,21 @@ def test_codebook_without_stakeholder_or_orientation_omits_those_tables():
     assert t["Table 3"].row_n[0] is not None  # medsec's tool groups come from its codebook
 
 
+def test_report_cli_with_the_medsec_codebook_and_compare_paper(tmp_path):
+    tool, objective = MEDSEC.dimension("tool").label_ids, MEDSEC.dimension("objective").label_ids
+    rows = [{"doc_id": "a", "level": "national", "nature": "planning", "year": 2019, "tool": [tool[0]], "objective": [objective[0]]},
+            {"doc_id": "b", "level": "shanghai", "nature": "planning", "year": 2021, "tool": [tool[1]], "objective": []}]
+    tags = tmp_path / "med.jsonl"
+    tags.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["report", str(tags), "--out", str(out), "--schema", str(MEDSEC.path),
+                                 "--compare", "paper", "--no-charts"])
+    assert result.exit_code == 0, result.output
+    assert "Not produced for codebook medsec" in result.output and "Table 4" in result.output
+    assert "Not compared with the paper (codebook medsec lacks the paper's labels): Table 3" in " ".join(result.output.split())
+    assert (out / "table_01_vs_paper.csv").exists() and not (out / "table_03_vs_paper.csv").exists()
+
+
 # -- comparisons ----------------------------------------------------------------------------------
 def test_compare_paper_with_its_own_counts_differs_by_zero():
     from report.compare import compare_with_paper
