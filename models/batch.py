@@ -254,6 +254,29 @@ def write_table(rows: list[dict], out: Path, tagger: Tagger | None = None) -> No
             flat.to_excel(tmp, index=False, sheet_name="tags", engine="openpyxl")
 
 
+def _check_csv_complete(path: Path) -> None:
+    """A tags CSV cut short (a copy interrupted, a full disk) ends inside its last row: refuse it
+    with a clear reason instead of reading that row with its missing cells as empty."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) in (b"\n", b"\r"):
+            return
+    import csv
+
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        last = None
+        for last in reader:
+            pass
+    if last is not None and len(last) < len(header):
+        raise ValueError(f"the file looks truncated: its last row has {len(last)} of {len(header)} columns and no "
+                         "line end; write it again (e.g. rerun `policytag predict`)")
+
+
 def read_tags(path: str | Path) -> pd.DataFrame:
     """Read a tags file of any supported format back, with label columns as lists."""
     path = Path(path)
@@ -265,6 +288,8 @@ def read_tags(path: str | Path) -> pd.DataFrame:
             if frame[col].map(lambda v: hasattr(v, "tolist") and not isinstance(v, str)).any():
                 frame[col] = frame[col].map(lambda v: list(v) if v is not None else [])
     elif path.suffix in (".csv", ".xlsx"):
+        if path.suffix == ".csv":
+            _check_csv_complete(path)
         frame = pd.read_csv(path, encoding="utf-8-sig") if path.suffix == ".csv" else pd.read_excel(path, sheet_name=0)
         for col in frame.columns:
             if col not in META_COLUMNS and not col.startswith("p_") and col not in ("skipped", "evidence"):
