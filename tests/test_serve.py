@@ -162,13 +162,34 @@ def test_real_uvicorn_process(server):
     assert httpx.post(f"{server}/v1/tag", content=b"{", headers={**AUTH, "content-type": "application/json"}).status_code == 422
 
 
+def _with_lone_surrogates(value, n=[0]):
+    """The same JSON value with a lone surrogate put into every string and key (what a JSON
+    body may legally spell as "\\ud800", and no tokenizer accepts)."""
+    if isinstance(value, str):
+        n[0] += 1
+        cut = n[0] % (len(value) + 1)
+        return value[:cut] + ("\ud800", "\udfff", "\udc80")[n[0] % 3] + value[cut:]
+    if isinstance(value, list):
+        return [_with_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_with_lone_surrogates(k): _with_lone_surrogates(v) for k, v in value.items()}
+    return value
+
+
+NON_ASCII_AUTH = ["Bearer é".encode(), "Bearer 令牌".encode(), b"Bearer \xff\xfe\x80", b"Basic \xc3\xa9",
+                  b"Basic " + base64.b64encode("user:密码".encode()), f"Bearer {TOKEN}é".encode(), b"\xe9"]
+
+
 def test_api_fuzz_finds_no_server_errors(server):
-    """Property-based fuzz of our own OpenAPI on loopback, bounded in examples."""
+    """Property-based fuzz of our own OpenAPI on loopback, bounded in examples. Each generated
+    request is also sent with lone surrogates in every string of its body and with a non-ASCII
+    Authorization header; neither may ever give a 5xx."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
 
     schema = schemathesis.openapi.from_url(f"{server}/openapi.json", headers=AUTH)
-    failures, calls = [], []
+    failures, calls, poisoned = [], [], []
+    client = httpx.Client(base_url=server, timeout=30)
     for result in schema.get_all_operations():
         operation = result.ok()
 
@@ -179,7 +200,24 @@ def test_api_fuzz_finds_no_server_errors(server):
             calls.append(case.path)
             if response.status_code >= 500:
                 failures.append((case.method, case.path, response.status_code, response.text[:200]))
+            path = case.formatted_path
+            plain = case.body if isinstance(case.body, (dict, list, str, int, float, bool)) else None  # not NOT_SET
+            if case.method.upper() == "POST" and plain is not None:
+                body = json.dumps(_with_lone_surrogates(plain)).encode()  # ASCII JSON with \\udXXX escapes
+                r = client.post(path, content=body, headers={**AUTH, "content-type": "application/json"})
+                poisoned.append(case.path)
+                if r.status_code >= 500:
+                    failures.append(("surrogates", case.method, case.path, r.status_code, r.text[:200]))
+            header = NON_ASCII_AUTH[len(calls) % len(NON_ASCII_AUTH)]
+            r = client.request(case.method.upper(), path, headers={"Authorization": header},
+                               content=json.dumps(plain).encode() if plain is not None else None)
+            if r.status_code >= 500 or (path not in ("/healthz", "/readyz", "/health") and r.status_code != 401):
+                failures.append(("auth", header, case.method, case.path, r.status_code, r.text[:200]))
 
         check()
+    r = client.get("/v1/schema", headers=AUTH)  # the connection is still good after all that
+    client.close()
+    assert r.status_code == 200
     assert not failures, failures
     assert calls.count("/v1/tag") >= 10 and calls.count("/predict") >= 5, calls
+    assert poisoned.count("/v1/tag") >= 10 and poisoned.count("/predict") >= 5, poisoned
