@@ -172,7 +172,11 @@ def exclusive_lock(path: str | Path) -> Iterator[Path]:
     such as a journal) for the block. A second process asking for the same path gets
     OutputBusy at once instead of interleaving its writes. The lock file `.NAME.lock` is
     removed on release; a crashed holder's lock is released by the kernel."""
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): no advisory locks; run unguarded rather than not at all
+        yield lock_path(path)
+        return
 
     path = Path(path)
     lock = lock_path(path)

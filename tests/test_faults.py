@@ -24,8 +24,6 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, shared_path
-from nlp.files import (OutputBusy, OutputPathError, apply_umask, check_model_out_dir, check_writable_file,
-                       exclusive_lock, read_jsonl_tolerant)
 from policytag import app
 
 runner = CliRunner()
@@ -123,6 +121,8 @@ def read_rows(path: Path) -> list[dict]:
 
 # ==== 1. data loss: --out on a folder that is not a model, or on a file ==========================
 def test_check_model_out_dir(tmp_path):
+    from nlp.files import OutputPathError, check_model_out_dir
+
     mine = tmp_path / "mine"
     (mine / "sub").mkdir(parents=True)
     (mine / "notes.txt").write_text("my notes", encoding="utf-8")
@@ -285,6 +285,8 @@ def test_lone_surrogates_anywhere_are_422(server, body):
 
 # ==== 3. concurrent runs on one output ===========================================================
 def test_predict_refuses_an_output_that_another_run_is_writing(tmp_path, tfidf_model, paragraphs):
+    from nlp.files import OutputBusy, exclusive_lock
+
     source, _ = paragraphs
     out = tmp_path / "o.csv"
     out.write_text("keep me\n", encoding="utf-8")
@@ -458,6 +460,8 @@ def test_read_only_out_folder(tmp_path, tfidf_model, paragraphs):
 
 
 def test_check_writable_file(tmp_path):
+    from nlp.files import OutputPathError, check_writable_file
+
     (tmp_path / "d").mkdir()
     (tmp_path / "f").write_text("x", encoding="utf-8")
     with pytest.raises(OutputPathError, match="is a folder"):
@@ -528,6 +532,8 @@ def test_ctrl_c_then_torn_journal_then_resume(tmp_path, tfidf_model, paragraphs,
 
 
 def test_read_jsonl_tolerant(tmp_path):
+    from nlp.files import read_jsonl_tolerant
+
     p = tmp_path / "j.jsonl"
     p.write_text('{"a": 1}\n{"a": 2}\n{"a": ', encoding="utf-8")
     assert read_jsonl_tolerant(p) == ([{"a": 1}, {"a": 2}], 1)
@@ -593,6 +599,8 @@ def test_report_refuses_a_truncated_csv(tmp_path, tfidf_model, paragraphs):
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_outputs_honour_the_umask(tmp_path, tfidf_model, paragraphs, umask):
+    from nlp.files import apply_umask
+
     source, _ = paragraphs
     old = os.umask(umask)
     try:
