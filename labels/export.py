@@ -64,6 +64,8 @@ def load_export(path: str | Path) -> list[dict]:
         data = [data]
     # Malformed tasks among good ones are skipped and counted by parse_export; a file with no
     # task-like object at all is not an export.
+    if data == []:  # a project with no task yet: nothing to learn from, but a valid export
+        return []
     if not isinstance(data, list) or not any(isinstance(t, dict) and "data" in t for t in data):
         raise ValueError(f"{path}: not a Label Studio JSON export (expected a list of tasks with 'data')")
     return data

@@ -165,7 +165,7 @@ def push_tasks(ls, pid: int, records: list[dict], book: Codebook, tagger=None, b
     if tagger is not None and tasks:
         if tagger.book.name != book.name or [tuple(x) for x in book.flat_labels] != tagger.labels:
             raise StudioError(f"model {tagger.path} was trained on codebook {tagger.book.name}, not {book.name}")
-        probs = tagger.predict_proba([r["text"] for r in new])
+        probs = tagger.predict_proba([r["text"] for r in new], [r.get("title") for r in new])
         for task, row in zip(tasks, probs):
             pred = tagger.decode(row)
             task["predictions"] = [{"model_version": tagger.version, "score": round(confidence(row, tagger.thresholds), 4),

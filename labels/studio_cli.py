@@ -185,7 +185,7 @@ def suggest(model: Path = typer.Option(..., "--model", help="Model directory."),
     if not tasks:
         out.print("every task is annotated")
         return
-    probs = tagger.predict_proba([(t.data or {}).get("text", "") for t in tasks])
+    probs = tagger.predict_proba([(t.data or {}).get("text", "") for t in tasks], [(t.data or {}).get("title") for t in tasks])
     scored = sorted(((confidence(p, tagger.thresholds), t) for p, t in zip(probs, tasks)), key=lambda x: (x[0], x[1].id))[:n]
     table = Table(title=f"{len(scored)} least certain of {len(tasks)} unlabeled tasks")
     for col in ("task", "confidence", "text"):

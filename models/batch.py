@@ -59,13 +59,14 @@ def tag_rows(tagger: Tagger, records: list[dict], skip_headings: bool = False, e
              progress: Callable[[int], None] | None = None) -> list[dict]:
     """One output row per input record, in order. Headings may be skipped (still listed)."""
     todo = [i for i, r in enumerate(records) if not (skip_headings and r.get("is_heading"))]
-    probs = tagger.predict_proba([records[i]["text"] for i in todo], progress=progress)
+    titles = [records[i].get("title") for i in todo]
+    probs = tagger.predict_proba([records[i]["text"] for i in todo], titles, progress=progress)
     by_index = dict(zip(todo, probs))
     explanations = {}
     if explain and todo:
         from .explain import explain_occlusion
 
-        explanations = dict(zip(todo, explain_occlusion(tagger, [records[i]["text"] for i in todo], probs)))
+        explanations = dict(zip(todo, explain_occlusion(tagger, [records[i]["text"] for i in todo], probs, titles)))
     rows = []
     for i, rec in enumerate(records):
         row = {c: rec.get(c) for c in META_COLUMNS}

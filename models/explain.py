@@ -13,12 +13,14 @@ import numpy as np
 _WORDLIKE = re.compile(r"[\w\u4e00-\u9fff]")
 
 
-def explain_occlusion(tagger, texts: list[str], probs: np.ndarray, top_k: int = 3, max_words: int = 80) -> list[dict]:
+def explain_occlusion(tagger, texts: list[str], probs: np.ndarray, titles: list | None = None, top_k: int = 3,
+                      max_words: int = 80) -> list[dict]:
+    """`titles`: each paragraph's document title, kept fixed while its words are removed."""
     import jieba
 
     jieba.setLogLevel(60)
     results = []
-    for text, p in zip(texts, probs):
+    for i, (text, p) in enumerate(zip(texts, probs)):
         chosen = np.flatnonzero(p >= tagger.thresholds)
         words = list(jieba.cut(text))
         candidates = [k for k, w in enumerate(words) if _WORDLIKE.search(w)][:max_words]
@@ -26,7 +28,7 @@ def explain_occlusion(tagger, texts: list[str], probs: np.ndarray, top_k: int = 
             results.append({})
             continue
         variants = ["".join(words[:k] + words[k + 1:]) for k in candidates]
-        drops = p[chosen][None, :] - tagger.predict_proba(variants)[:, chosen]
+        drops = p[chosen][None, :] - tagger.predict_proba(variants, None if titles is None else [titles[i]] * len(variants))[:, chosen]
         evidence = {}
         for col, label_index in enumerate(chosen):
             order = np.argsort(-drops[:, col])[:top_k]

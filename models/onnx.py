@@ -29,14 +29,15 @@ def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
 
     model_dir = Path(model_dir)
     tagger = load_model(model_dir, device="cpu")
-    if tagger.kind != "transformer":
-        raise ValueError(f"{model_dir}: only fine-tuned transformer models can be exported to ONNX")
-    enc = tagger._tokenizer(["加强基层医疗卫生机构建设", "推进"], padding=True, return_tensors="pt")
+    encoder = tagger.encoder
+    if encoder is None:
+        raise ValueError(f"{model_dir}: this model has no fine-tuned encoder to export (kind {tagger.kind!r})")
+    enc = encoder.tokenizer(["卫生健康委员会", "加强基层医疗卫生机构建设"], ["推进", "分级诊疗"], padding=True, return_tensors="pt")
     args = (enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids", torch.zeros_like(enc["input_ids"])))
     dynamic = {0: "batch", 1: "tokens"}
     written = []
     with atomic_path(model_dir / FP32) as tmp:
-        torch.onnx.export(_Probabilities(tagger._model).eval(), args, str(tmp), dynamo=False, opset_version=17,
+        torch.onnx.export(_Probabilities(encoder.model).eval(), args, str(tmp), dynamo=False, opset_version=17,
                           input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["probs"],
                           dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "token_type_ids": dynamic,
                                         "probs": {0: "batch"}})

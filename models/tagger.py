@@ -1,55 +1,46 @@
-"""The paragraph tagger: one pretrained encoder, mean pooling, one linear head over every
-label of every dimension (multi-label, sigmoid). Also the loader for saved model dirs, which
-serves the TF-IDF baseline through the same interface.
+"""The paragraph tagger and its model directory.
+
+A `Tagger` turns paragraphs (and, where the model was trained with it, each paragraph's
+document title) into per-label probabilities through one *backend*, then applies per-label
+thresholds and derives tool groups from sub-tools. Backends share one protocol,
+`predict_proba(texts, contexts, progress) -> (n, n_labels)`:
+
+  encoder   a fine-tuned pretrained encoder, mean pooling, one linear head over every label
+            (run by PyTorch, or by ONNX Runtime after `policytag export-onnx`)
+  tfidf     TF-IDF character n-grams + one logistic regression per label (scikit-learn)
+  ensemble  the weighted mean of its members' probabilities (default: encoder + tfidf)
 
 A model directory holds:
-  policytag.json    what the model predicts (flat labels), how (kind, max_length), version
+  policytag.json    kind, members and weights, labels, context, max_length, version
   codebook.yaml     the codebook it was trained with
-  thresholds.json   per-label decision thresholds tuned on the dev split
-  encoder/ + head.safetensors   (transformer)   or   baseline.joblib   (tfidf)
-  metrics.json, training_config.json, MODEL_CARD.md
+  thresholds.json   per-label decision thresholds (chosen on out-of-fold predictions)
+  encoder/ + head.safetensors   and/or   tfidf.joblib
+  metrics.json, training_config.json, MODEL_CARD.md   (written by training)
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
-import torch
-from torch import nn
-
-from transformers import AutoTokenizer
 
 from labels.schema import Codebook, load_codebook
 from nlp.segment import normalize_text
 
 CONFIG_FILE = "policytag.json"
+# The runtime for encoder members; the names are the CLI's --backend choices.
+BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-fp32")
+MAX_CONTEXT_CHARS = 48  # a document title longer than this is cut: the paragraph matters more
 
 
-class EncoderClassifier(nn.Module):
-    """AutoModel encoder + masked mean pooling + dropout + linear head."""
-
-    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1):
-        super().__init__()
-        self.encoder = encoder
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.config.hidden_size, num_labels)
-
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if token_type_ids is not None:
-            kwargs["token_type_ids"] = token_type_ids
-        hidden = self.encoder(**kwargs).last_hidden_state
-        # Mean over real tokens: works for checkpoints with no trained pooler (ALBERT-tiny, m3e).
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled))
-
-
-def pick_device(device: str | None = None) -> torch.device:
+def pick_device(device: str | None = None):
     """CUDA where present (no code changes for a GPU), else CPU."""
+    import torch
+
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -65,6 +56,8 @@ def usable_cores() -> int:
 
 def set_cpu_threads() -> None:
     """Use every core we were given, not torch's guess."""
+    import torch
+
     torch.set_num_threads(usable_cores())
 
 
@@ -84,6 +77,209 @@ def length_batches(lengths: list[int], max_tokens: int, max_batch: int) -> list[
     return batches
 
 
+def context_texts(titles: Sequence | None, n: int) -> list[str]:
+    """Each paragraph's document title as model context ('' when unknown), normalised and cut."""
+    if titles is None:
+        return [""] * n
+    return [normalize_text(str(t))[:MAX_CONTEXT_CHARS] if t is not None and t == t else "" for t in titles]
+
+
+def tfidf_input(text: str, context: str) -> str:
+    """What the TF-IDF member reads: title and paragraph as one string (title n-grams count too)."""
+    return f"{context}\n{text}" if context else text
+
+
+def encode(tokenizer, texts: list[str], contexts: list[str] | None, max_length: int, **kwargs):
+    """Tokenise paragraphs, as sentence pairs `title [SEP] paragraph` when contexts are given;
+    only the paragraph is truncated."""
+    if contexts is None:
+        return tokenizer(texts, truncation=True, max_length=max_length, **kwargs)
+    room = min(MAX_CONTEXT_CHARS, max_length // 4)  # the title never crowds out the paragraph
+    return tokenizer([c[:room] for c in contexts], texts, truncation="only_second", max_length=max_length, **kwargs)
+
+
+Progress = Callable[[int], None] | None
+
+
+class Backend(Protocol):
+    kind: str
+
+    def predict_proba(self, texts: list[str], contexts: list[str] | None, progress: Progress = None) -> np.ndarray: ...
+
+    def save(self, directory: Path) -> None: ...
+
+
+# -- the encoder -----------------------------------------------------------------------------
+def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1):
+    """AutoModel encoder + masked mean pooling + dropout + linear head (built lazily: torch
+    is imported only by the commands that run a model)."""
+    import torch
+    from torch import nn
+
+    class EncoderClassifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = encoder
+            self.dropout = nn.Dropout(dropout)
+            self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+
+        def pooled(self, input_ids, attention_mask, token_type_ids=None):
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            hidden = self.encoder(**kwargs).last_hidden_state
+            # Mean over real tokens: works for checkpoints with no trained pooler (ALBERT-tiny, m3e).
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids)))
+
+    del torch
+    return EncoderClassifier()
+
+
+class EncoderBackend:
+    """A fine-tuned encoder + head, run by PyTorch (`model`) or ONNX Runtime (`session`)."""
+
+    kind = "encoder"
+
+    def __init__(self, tokenizer, max_length: int, model=None, session=None, device=None):
+        self.tokenizer, self.max_length = tokenizer, max_length
+        self.model, self.session, self.device = model, session, device
+
+    @classmethod
+    def load(cls, path: Path, n_labels: int, max_length: int, runtime: str = "torch", device: str | None = None):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
+        if runtime in ("onnx", "onnx-int8", "onnx-fp32"):
+            from .onnx import open_session
+
+            return cls(tokenizer, max_length, session=open_session(path, quantized=runtime != "onnx-fp32"))
+        if runtime != "torch":
+            raise ValueError(f"unknown backend {runtime!r}: choose one of {', '.join(BACKENDS)}")
+        from safetensors.torch import load_file
+        from transformers import AutoModel
+
+        dev = pick_device(device)
+        if dev.type == "cpu":
+            set_cpu_threads()
+        model = encoder_classifier(AutoModel.from_pretrained(path / "encoder"), n_labels)
+        model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+        return cls(tokenizer, max_length, model=model.to(dev).eval(), device=dev)
+
+    def save(self, directory: Path) -> None:
+        from safetensors.torch import save_file
+
+        self.model.encoder.save_pretrained(directory / "encoder")
+        self.tokenizer.save_pretrained(directory / "encoder")
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.head.state_dict().items()},
+                  str(directory / "head.safetensors"))
+
+    def token_lengths(self, texts: list[str], contexts: list[str] | None) -> list[int]:
+        return [len(ids) for ids in encode(self.tokenizer, texts, contexts, self.max_length)["input_ids"]]
+
+    def predict_proba(self, texts: list[str], contexts: list[str] | None, progress: Progress = None,
+                      batch_tokens: int = 2048, max_batch: int = 16) -> np.ndarray:
+        """Batches are length-sorted under a token budget; 16 × 128 tokens measured fastest on
+        a 2-core CPU (larger batches fall out of cache and get slower)."""
+        out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
+        for batch in length_batches(self.token_lengths(texts, contexts), batch_tokens, max_batch):
+            out[batch] = self._forward([texts[i] for i in batch], None if contexts is None else [contexts[i] for i in batch])
+            if progress:
+                progress(len(batch))
+        return out
+
+    @property
+    def n_labels(self) -> int:
+        if self.session is not None:
+            return int(self.session.get_outputs()[0].shape[-1])
+        return int(self.model.head.out_features)
+
+    def _forward(self, texts: list[str], contexts: list[str] | None) -> np.ndarray:
+        if self.session is not None:
+            enc = encode(self.tokenizer, texts, contexts, self.max_length, padding=True, return_tensors="np")
+            feeds = {i.name: enc[i.name].astype(np.int64) for i in self.session.get_inputs()}
+            return self.session.run(["probs"], feeds)[0]
+        import torch
+
+        enc = encode(self.tokenizer, texts, contexts, self.max_length, padding=True, return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            logits = self.model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        return torch.sigmoid(logits.float()).cpu().numpy()
+
+
+# -- TF-IDF ----------------------------------------------------------------------------------
+class TfidfBackend:
+    kind = "tfidf"
+    FILE = "tfidf.joblib"
+
+    def __init__(self, pipeline, use_context: bool = True):
+        self.pipeline, self.use_context = pipeline, use_context
+
+    @classmethod
+    def load(cls, path: Path, use_context: bool = True) -> "TfidfBackend":
+        import joblib
+
+        if (path / cls.FILE).exists():
+            return cls(joblib.load(path / cls.FILE), use_context)
+        return cls(joblib.load(path / "baseline.joblib"), use_context=False)  # policytag 0.1 directories
+
+    def save(self, directory: Path) -> None:
+        import joblib
+
+        joblib.dump(self.pipeline, directory / self.FILE)
+
+    def predict_proba(self, texts: list[str], contexts: list[str] | None, progress: Progress = None) -> np.ndarray:
+        if self.use_context and contexts is not None:
+            texts = [tfidf_input(t, c) for t, c in zip(texts, contexts)]
+        probs = np.asarray(self.pipeline.predict_proba(texts), dtype=np.float32)
+        if progress:
+            progress(len(texts))
+        return probs
+
+
+# -- ensemble --------------------------------------------------------------------------------
+class EnsembleBackend:
+    """Weighted mean of member probabilities. Members differ in what they see (an encoder
+    reads meaning, TF-IDF reads exact policy vocabulary); averaging measured better than either
+    on unseen documents (benchmarks/quality.py)."""
+
+    kind = "ensemble"
+
+    def __init__(self, members: list[Backend], weights: list[float]):
+        total = float(sum(weights))
+        self.members, self.weights = members, [w / total for w in weights]
+
+    def save(self, directory: Path) -> None:
+        for m in self.members:
+            m.save(directory)
+
+    def predict_proba(self, texts: list[str], contexts: list[str] | None, progress: Progress = None) -> np.ndarray:
+        # Progress follows the slowest member (the encoder); the others are near-instant.
+        slow = max(range(len(self.members)), key=lambda i: self.members[i].kind == "encoder")
+        out = None
+        for i, (m, w) in enumerate(zip(self.members, self.weights)):
+            p = w * m.predict_proba(texts, contexts, progress if i == slow else None)
+            out = p if out is None else out + p
+        return out
+
+
+def load_backend(path: Path, config: dict, runtime: str = "torch", device: str | None = None) -> Backend:
+    n_labels, max_length = len(config["labels"]), int(config.get("max_length", 256))
+    use_context = config.get("context") == "title"
+    kind = config["kind"]
+    if kind in ("transformer", "encoder"):
+        return EncoderBackend.load(path, n_labels, max_length, runtime, device)
+    if kind == "tfidf":
+        return TfidfBackend.load(path, use_context)
+    if kind == "ensemble":
+        members = [load_backend(path, {**config, "kind": m["kind"]}, runtime, device) for m in config["members"]]
+        return EnsembleBackend(members, [m["weight"] for m in config["members"]])
+    raise ValueError(f"{path}: unknown model kind {kind!r}")
+
+
 @dataclass
 class Prediction:
     labels: dict[str, list[str]]  # dimension -> ids over threshold
@@ -92,23 +288,42 @@ class Prediction:
 
 
 class Tagger:
-    """A loaded model directory: probabilities, thresholds and decoding for any model kind."""
+    """A model: backend + labels + thresholds + codebook, loaded from or saved to a directory."""
 
-    def __init__(self, path: Path, config: dict, book: Codebook, thresholds: dict[str, float]):
-        self.path = Path(path)
-        self.config = config
-        self.book = book
+    def __init__(self, backend: Backend, book: Codebook, config: dict, thresholds: dict[str, float] | np.ndarray,
+                 path: Path | None = None):
+        self.backend, self.book, self.config = backend, book, config
+        self.path = Path(path) if path else None
         self.labels: list[tuple[str, str]] = [tuple(x) for x in config["labels"]]
         self.label_ids = [label for _, label in self.labels]
-        self.thresholds = np.array([thresholds.get(l, 0.5) for l in self.label_ids], dtype=np.float32)
+        if isinstance(thresholds, dict):
+            thresholds = [thresholds.get(l, 0.5) for l in self.label_ids]
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
         self.kind = config["kind"]
-        self.version = config.get("model_version", self.path.name)
-        self._model = self._tokenizer = self._baseline = self._session = None
-        self.device = torch.device("cpu")
+        self.version = config.get("model_version", self.path.name if self.path else "unsaved")
 
-    # -- loading ------------------------------------------------------------
+    @property
+    def uses_context(self) -> bool:
+        """Trained with each paragraph's document title as context."""
+        return self.config.get("context") == "title"
+
+    @property
+    def max_length(self) -> int:
+        return int(self.config.get("max_length", 256))
+
+    @property
+    def encoder(self) -> EncoderBackend | None:
+        """The encoder member (for ONNX export), if the model has one."""
+        members = getattr(self.backend, "members", [self.backend])
+        return next((m for m in members if isinstance(m, EncoderBackend)), None)
+
+    # -- directory ------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, device: str | None = None, backend: str = "torch") -> "Tagger":
+        """backend: the runtime of the encoder member — torch, onnx (int8, after
+        `policytag export-onnx`) or onnx-fp32. An unknown name is an error."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         path = Path(path)
         config_path = path / CONFIG_FILE
         if not config_path.exists():
@@ -116,74 +331,27 @@ class Tagger:
         config = json.loads(config_path.read_text(encoding="utf-8"))
         book = load_codebook(path / "codebook.yaml")
         thresholds = json.loads((path / "thresholds.json").read_text(encoding="utf-8"))
-        tagger = cls(path, config, book, thresholds)
-        if tagger.kind == "transformer" and backend in ("onnx", "onnx-int8", "onnx-fp32"):
-            from .onnx import open_session
+        return cls(load_backend(path, config, backend, device), book, config, thresholds, path)
 
-            tagger._tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
-            tagger._session = open_session(path, quantized=backend != "onnx-fp32")
-        elif tagger.kind == "transformer":
-            from safetensors.torch import load_file
-            from transformers import AutoModel
+    def save(self, directory: Path) -> None:
+        """Write the model into an existing (empty, temporary) directory; training adds its
+        metrics and card, and renames the directory into place."""
+        directory = Path(directory)
+        self.backend.save(directory)
+        (directory / CONFIG_FILE).write_text(json.dumps(self.config, ensure_ascii=False, indent=2), encoding="utf-8")
+        shutil.copy(self.book.path, directory / "codebook.yaml")
+        (directory / "thresholds.json").write_text(
+            json.dumps({l: round(float(t), 4) for l, t in zip(self.label_ids, self.thresholds)}, indent=2), encoding="utf-8")
 
-            tagger.device = pick_device(device)
-            if tagger.device.type == "cpu":
-                set_cpu_threads()
-            tagger._tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
-            encoder = AutoModel.from_pretrained(path / "encoder")
-            model = EncoderClassifier(encoder, len(tagger.labels))
-            model.head.load_state_dict(load_file(str(path / "head.safetensors")))
-            tagger._model = model.to(tagger.device).eval()
-        elif tagger.kind == "tfidf":
-            import joblib
-
-            tagger._baseline = joblib.load(path / "baseline.joblib")
-        else:
-            raise ValueError(f"{path}: unknown model kind {tagger.kind!r}")
-        return tagger
-
-    # -- inference ----------------------------------------------------------
-    @property
-    def max_length(self) -> int:
-        return int(self.config.get("max_length", 256))
-
-    def token_lengths(self, texts: list[str]) -> list[int]:
-        """Token counts (after truncation) of already normalised texts."""
-        enc = self._tokenizer(texts, truncation=True, max_length=self.max_length)
-        return [len(ids) for ids in enc["input_ids"]]
-
-    def predict_proba(self, texts: list[str], batch_tokens: int = 2048, max_batch: int = 16,
-                      progress=None) -> np.ndarray:
-        """Probabilities, shape (len(texts), n_labels), in input order. Batches are length-sorted
-        under a token budget; 16 × 128 tokens measured fastest on a 2-core CPU (larger batches
-        fall out of cache and get slower)."""
+    # -- inference ------------------------------------------------------------
+    def predict_proba(self, texts: list[str], titles: Sequence | None = None, progress: Progress = None) -> np.ndarray:
+        """Probabilities, shape (len(texts), n_labels), in input order. `titles`: each
+        paragraph's document title (used when the model was trained with title context)."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         clean = [normalize_text(t) for t in texts]
-        if self._baseline is not None:
-            probs = self._baseline.predict_proba(clean)
-            if progress:
-                progress(len(texts))
-            return probs
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        lengths = self.token_lengths(clean)
-        with torch.inference_mode():
-            for batch in length_batches(lengths, batch_tokens, max_batch):
-                out[batch] = self._forward([clean[i] for i in batch])
-                if progress:
-                    progress(len(batch))
-        return out
-
-    def _forward(self, texts: list[str]) -> np.ndarray:
-        """Probabilities for one batch of normalised texts."""
-        if self._session is not None:  # ONNX Runtime
-            enc = self._tokenizer(texts, truncation=True, max_length=self.max_length, padding=True, return_tensors="np")
-            feeds = {i.name: enc[i.name].astype(np.int64) for i in self._session.get_inputs()}
-            return self._session.run(["probs"], feeds)[0]
-        enc = self._tokenizer(texts, truncation=True, max_length=self.max_length, padding=True,
-                              return_tensors="pt").to(self.device)
-        logits = self._model(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
-        return torch.sigmoid(logits.float()).cpu().numpy()
+        contexts = context_texts(titles, len(clean)) if self.uses_context else None
+        return self.backend.predict_proba(clean, contexts, progress)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:
         return probs >= self.thresholds
@@ -198,8 +366,8 @@ class Tagger:
         groups = {d.id: self.book.groups_of(d.id, labels[d.id]) for d in self.book.dimensions if d.groups}
         return Prediction(labels, groups, {l: float(p) for l, p in zip(self.label_ids, probs_row)})
 
-    def predict(self, texts: list[str], **kwargs) -> list[Prediction]:
-        probs = self.predict_proba(texts, **kwargs)
+    def predict(self, texts: list[str], titles: Sequence | None = None, **kwargs) -> list[Prediction]:
+        probs = self.predict_proba(texts, titles, **kwargs)
         return [self.decode(row) for row in probs]
 
 

@@ -16,7 +16,8 @@ from labels.export import parse_export
 from labels.schema import load_codebook
 from models.tagger import load_model
 from policytag import app
-from training.data import grouped_split, to_arrays
+from training.cv import cross_fitted_metrics, document_folds, usable_folds
+from training.data import to_arrays
 from training.metrics import evaluate, tune_thresholds
 from training.train import _write_model_dir
 
@@ -67,6 +68,61 @@ def test_tiny_model_trains_end_to_end_and_metrics_have_the_contract_shape(tiny_m
     assert set(metrics["dimensions"]["tool_group"]["per_label"]) == {"supply", "demand", "environment"}
 
 
+def test_card_and_metrics_are_out_of_fold(tiny_model, small_export, tmp_path):
+    out = tmp_path / "m"
+    result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1,
+                        "--max-length", 48, "--cv", 3])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "policytag.json").read_text())
+    assert config["kind"] == "ensemble" and config["context"] == "title"
+    assert [m["kind"] for m in config["members"]] == ["transformer", "tfidf"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cv"]["folds"] == 3 and metrics["n_paragraphs"] == 160  # every paragraph scored out of fold
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "3-fold cross-validation over documents" in card and " ± " in card
+    assert "### Members alone" in card
+    tagger = load_model(out)
+    a = tagger.predict_proba(["推进家庭医生签约服务。"], ["关于推进分级诊疗制度建设的指导意见"])
+    b = tagger.predict_proba(["推进家庭医生签约服务。"])
+    assert a.shape == b.shape == (1, 28) and not np.allclose(a, b)  # the title is read
+    from models.onnx import export_onnx
+
+    export_onnx(out)  # an ensemble exports its encoder member
+    onnx = load_model(out, backend="onnx-fp32").predict_proba(["推进家庭医生签约服务。"], ["关于推进分级诊疗制度建设的指导意见"])
+    assert np.allclose(a, onnx, atol=1e-4)
+
+
+def test_one_document_trains_without_an_estimate_and_says_so(small_export, tmp_path):
+    tasks = json.loads(small_export.read_text())
+    title = "中华人民共和国医师法"  # 12 paragraphs of one law
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([t for t in tasks if t["data"]["title"] == title], ensure_ascii=False))
+    result = train_cli(["--model", "tfidf", "--data", one, "--out", tmp_path / "m"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "NO held-out estimate" in said and "annotate paragraphs from at least 2 more documents" in said
+    assert json.loads((tmp_path / "m" / "thresholds.json").read_text())["talent_construction"] == 0.5
+    assert "No out-of-fold estimate" in (tmp_path / "m" / "MODEL_CARD.md").read_text(encoding="utf-8")
+
+
+def test_evaluate_cv_prints_mean_and_sd_with_the_baseline(small_export, tmp_path):
+    out = tmp_path / "cv.json"
+    result = runner.invoke(app, ["evaluate", "--cv", "3", "--data", str(small_export), "--output", str(out),
+                                 "--report", str(tmp_path / "cv.md")])
+    assert result.exit_code == 0, result.output
+    models = json.loads(out.read_text())["models"]
+    assert set(models) == {"tfidf baseline"}
+    m = models["tfidf baseline"]
+    assert set(m) >= {"n_paragraphs", "model", "dimensions", "kappa_mean", "cv"} and m["n_paragraphs"] == 160
+    assert len(m["cv"]["per_fold"]) == 3 and "±" in (tmp_path / "cv.md").read_text(encoding="utf-8")
+    tasks = json.loads(small_export.read_text())
+    two = tmp_path / "two.json"
+    titles = sorted({t["data"]["title"] for t in tasks})[:2]
+    two.write_text(json.dumps([t for t in tasks if t["data"]["title"] in titles], ensure_ascii=False))
+    result = runner.invoke(app, ["evaluate", "--cv", "5", "--data", str(two)])
+    assert result.exit_code == 2 and "at least 5 documents, got 2" in " ".join(result.output.split())
+
+
 def test_baseline_saved_the_same_way(small_export, tmp_path):
     out = tmp_path / "tfidf"
     result = train_cli(["--baseline", "tfidf", "--data", small_export, "--out", out])
@@ -79,12 +135,41 @@ def test_baseline_saved_the_same_way(small_export, tmp_path):
     assert pred.groups["tool"] == BOOK.groups_of("tool", pred.labels["tool"])
 
 
-def test_threshold_tuning():
-    y = np.array([[1, 0], [1, 0], [0, 0], [0, 1]], dtype=float)
-    p = np.array([[0.3, 0.1], [0.35, 0.2], [0.1, 0.2], [0.2, 0.9]])
+def test_threshold_tuning_shrinks_toward_one_global_threshold():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = np.zeros((n, 3))
+    y[:200, 0] = 1  # common label, best cut near 0.3
+    y[:4, 1] = 1  # rare label: 4 positives
+    y[:100, 2] = 1
+    p = rng.uniform(0.0, 0.25, (n, 3))
+    p[:200, 0] = rng.uniform(0.3, 0.6, 200)
+    p[:4, 1] = 0.12  # a threshold fitted to these four would be 0.1
+    p[:100, 2] = rng.uniform(0.55, 0.9, 100)
     t = tune_thresholds(y, p)
-    assert 0.2 < t[0] <= 0.3  # catches both positives and not the 0.2 negative
-    assert t[1] > 0.2 and t[1] <= 0.9
+    g = tune_thresholds(y, p, min_positives=10**9)[0]  # every label kept at the global value
+    assert np.allclose(tune_thresholds(y, p, min_positives=10**9), g)
+    assert t[1] == pytest.approx(g)  # fewer than 10 positives: the global threshold
+    # many positives: pulled toward the label's own optimum, but not all the way
+    own = tune_thresholds(y[:, :1], p[:, :1], prior=0.0)[0]
+    assert min(own, g) - 1e-6 <= t[0] <= max(own, g) + 1e-6
+    assert abs(t[0] - own) < abs(g - own) or own == g
+
+
+def test_cross_fitted_metrics_never_tune_on_the_scored_fold():
+    """A label whose scores flip between folds: thresholds tuned on the scored fold itself would
+    be perfect; cross-fitted ones (tuned on the other fold) must not be."""
+    flat = BOOK.flat_labels
+    y = np.zeros((40, len(flat)))
+    y[::2, 0] = 1
+    p = np.full((40, len(flat)), 0.01)
+    fold = np.repeat([0, 1], 20)
+    p[:20, 0] = np.where(y[:20, 0] > 0, 0.9, 0.6)  # fold 0: positives high
+    p[20:, 0] = np.where(y[20:, 0] > 0, 0.2, 0.1)  # fold 1: everything low
+    m = cross_fitted_metrics(BOOK, y, p, fold)
+    per_fold = [f["dimensions"]["tool"]["per_label"][flat[0][1]]["f1"] for f in m["cv"]["per_fold"]]
+    assert per_fold[1] < 1.0
+    assert set(m["cv"]["mean"]) == {"dimensions", "kappa_mean"} and m["cv"]["folds"] == 2
 
 
 def test_hierarchy_groups_derived_in_metrics():
@@ -99,19 +184,32 @@ def test_hierarchy_groups_derived_in_metrics():
     assert m["dimensions"]["tool_group"]["per_label"]["supply"]["f1"] == 1.0
 
 
-def test_split_is_grouped_by_document_and_stratified():
+def test_folds_are_grouped_by_document_and_stratified():
     examples, _ = parse_export(shared_path("data", "annotations", "ihms-train.json"), BOOK)
     texts, y, groups = to_arrays(examples, BOOK)
-    train, dev = grouped_split(y, groups, 0.2, seed=1)
-    assert set(train).isdisjoint(dev) and len(train) + len(dev) == len(y)
-    assert not {groups[i] for i in train} & {groups[i] for i in dev}
-    # every label present in at least two documents reaches the training side
+    fold = document_folds(y, groups, 5, seed=1)
+    assert set(fold) == set(range(5))
+    for g in set(groups):  # a document never straddles folds
+        assert len(set(fold[[i for i, x in enumerate(groups) if x == g]])) == 1
+    # The export cuts one document into several doc_ids (pages): they are one document here.
+    by_title = {}
+    for ex, f in zip(examples, fold):
+        by_title.setdefault(ex.meta["title"], set()).add(f)
+    assert all(len(fs) == 1 for fs in by_title.values())
+    # every label present in at least two documents reaches the training side of every fold
     for j in range(y.shape[1]):
         docs = {groups[i] for i in np.flatnonzero(y[:, j])}
         if len(docs) >= 2:
-            assert y[train, j].sum() > 0
-    again = grouped_split(y, groups, 0.2, seed=1)
-    assert np.array_equal(again[0], train)  # deterministic with a seed
+            assert all(y[fold != f, j].sum() > 0 for f in range(5))
+    assert np.array_equal(document_folds(y, groups, 5, seed=1), fold)  # deterministic with a seed
+
+
+def test_too_few_documents_for_the_folds_is_a_clear_message():
+    assert usable_folds(["a", "a"], 5)[0] == 0 and "one document" in usable_folds(["a", "a"], 5)[1]
+    k, why = usable_folds(["a", "b", "c"], 5)
+    assert k == 3 and "2 more document" in why
+    with pytest.raises(ValueError, match="at least 5 documents"):
+        document_folds(np.ones((3, 2)), ["a", "b", "c"], 5)
 
 
 def test_atomic_save_keeps_the_old_model_on_failure(tmp_path):
@@ -156,15 +254,15 @@ def test_bad_training_data(tmp_path, small_export):
 def test_interrupt_and_resume_reproduce_an_uninterrupted_run(tiny_model, small_export, tmp_path):
     exe = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
     common = ["train", "--data", str(small_export), "--base-model", str(tiny_model), "--epochs", "3",
-              "--max-length", "64", "--checkpoint-every", "2", "--seed", "5"]
+              "--max-length", "64", "--checkpoint-every", "2", "--seed", "5", "--cv", "2"]
     full = subprocess.run([exe, *common, "--out", str(tmp_path / "full")], capture_output=True, text=True)
     assert full.returncode == 0, full.stderr[-2000:]
 
     out = tmp_path / "resumed"
     proc = subprocess.Popen([exe, *common, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ckpt = tmp_path / "resumed.checkpoint" / "state.pt"
+    ckpt = tmp_path / "resumed.checkpoint"
     deadline = time.time() + 120
-    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+    while not list(ckpt.glob("*.pt")) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
@@ -174,7 +272,7 @@ def test_interrupt_and_resume_reproduce_an_uninterrupted_run(tiny_model, small_e
     assert "rerun with --resume" in stderr and not out.exists()
     again = subprocess.run([exe, *common, "--out", str(out), "--resume"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming from step" in again.stderr
+    assert re.search(r"resuming .* from step", again.stderr)
 
     from safetensors.torch import load_file
 

@@ -1,6 +1,7 @@
 """`policytag train` and `policytag evaluate`."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
@@ -11,7 +12,7 @@ from rich.table import Table
 from labels.cli import load_or_exit
 from labels.export import ParseReport, parse_export
 
-from .data import DataError, prepare, to_arrays
+from .data import DataError, prepare
 from .train import Interrupted, TrainConfig, fit
 
 out_console = Console()
@@ -54,66 +55,137 @@ def metrics_table(results: dict[str, dict], title: str) -> Table:
     return table
 
 
+class ModelKind(str, Enum):
+    ensemble = "ensemble"
+    encoder = "encoder"
+    tfidf = "tfidf"
+
+
+class Context(str, Enum):
+    title = "title"
+    none = "none"
+
+
+D = TrainConfig()  # every default comes from the one definition of the hyperparameters
+
+
 def train(
     data: List[Path] = typer.Option(..., "--data", help="Label Studio JSON export(s); repeat for several."),
-    out: Path = typer.Option(..., "--out", help="Model directory to write (replaced atomically)."),
+    out: Path = typer.Option(..., "--out", help="Model directory to write (replaced atomically; only a model directory is ever replaced)."),
     base_model: Optional[str] = typer.Option(None, "--base-model", help="Hugging Face encoder directory or hub name."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="'tfidf': train the TF-IDF + logistic regression baseline instead."),
+    model: ModelKind = typer.Option(D.model, "--model", help="ensemble: fine-tuned encoder + TF-IDF averaged (default); encoder; tfidf."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="'tfidf': the TF-IDF baseline alone (same as --model tfidf)."),
+    context: Context = typer.Option(D.context, "--context", help="title: read each paragraph with its document title; none: the paragraph alone."),
+    cv: int = typer.Option(D.cv_folds, "--cv", min=0, help="Document folds for out-of-fold thresholds and metrics (0: none, global threshold 0.5)."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Codebook YAML (default: shipped IHMS)."),
-    epochs: int = typer.Option(6, min=1),
-    lr: float = typer.Option(1e-4),
-    batch_size: int = typer.Option(16, "--batch-size", min=1),
-    max_length: int = typer.Option(256, "--max-length", min=8),
-    seed: int = typer.Option(13),
-    dev_size: float = typer.Option(0.2, "--dev-size", min=0.05, max=0.5),
-    freeze_embeddings: bool = typer.Option(True, help="Keep the word embeddings fixed (faster, less overfitting on small data)."),
+    epochs: int = typer.Option(D.epochs, min=1),
+    lr: float = typer.Option(D.lr),
+    batch_size: int = typer.Option(D.batch_size, "--batch-size", min=1),
+    max_length: int = typer.Option(D.max_length, "--max-length", min=8),
+    seed: int = typer.Option(D.seed),
+    freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (faster, less overfitting on small data)."),
+    label_init: str = typer.Option(D.label_init, "--label-init", help="random, or codebook: start each label's head row from its cue words."),
+    tfidf_weight: float = typer.Option(D.tfidf_weight, "--tfidf-weight", min=0.0, max=1.0, help="Share of TF-IDF in the ensemble."),
     policy: str = typer.Option("majority", help="Several annotators: majority / latest / first (ground truth always wins)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from <out>.checkpoint/."),
-    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1, help="Steps between checkpoints."),
+    checkpoint_every: int = typer.Option(D.checkpoint_every, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     device: Optional[str] = typer.Option(None, help="cpu / cuda (default: cuda when available)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out folder even if it is not a policytag model."),
 ) -> None:
-    """Fine-tune a multi-label tagger (or the baseline) on Label Studio exports."""
+    """Train a multi-label tagger on Label Studio exports: cross-validate over documents
+    (thresholds and metrics out of fold), then train the shipped model on all the data."""
+    from nlp.files import OutputPathError, check_model_out_dir
+
     if baseline not in (None, "tfidf"):
         err.print("[red]--baseline must be 'tfidf'[/red]")
         raise typer.Exit(2)
-    if baseline is None and not base_model:
-        err.print("[red]--base-model is required[/red] (a directory such as ../shared/models/m3e-small, or a hub name)")
+    kind = "tfidf" if baseline else model.value
+    if kind != "tfidf" and not base_model:
+        err.print("[red]--base-model is required[/red] (a directory such as ../shared/models/m3e-small, or a hub name; "
+                  "or --model tfidf for the baseline alone)")
+        raise typer.Exit(2)
+    if label_init not in ("random", "codebook"):
+        err.print("[red]--label-init must be 'random' or 'codebook'[/red]")
+        raise typer.Exit(2)
+    try:
+        check_model_out_dir(out, force)
+        for path in data:
+            if path.resolve() == out.resolve():
+                raise OutputPathError(f"{out} is one of the --data exports; refusing to replace it: choose another --out")
+    except OutputPathError as exc:
+        err.print(f"[red]cannot write the model[/red]: {exc}")
         raise typer.Exit(2)
     book = load_or_exit(schema)
     examples, report = load_examples(data, book, policy)
-    cfg = TrainConfig(base_model=base_model or "", epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
-                      seed=seed, dev_size=dev_size, freeze_embeddings=freeze_embeddings, baseline=baseline, checkpoint_every=checkpoint_every,
+    cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
+                      batch_size=batch_size, max_length=max_length, seed=seed, freeze_embeddings=freeze_embeddings,
+                      label_init=label_init, tfidf_weight=tfidf_weight, checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
-        data = prepare(examples, book, dev_size, seed)
+        prepared = prepare(examples, book)
     except DataError as exc:
         err.print(f"[red]cannot train[/red]: {exc}")
         raise typer.Exit(2)
-    for n in data.notes:
+    for n in prepared.notes:
         err.print(f"[yellow]warning[/yellow] {n}")
-    err.print(data.summary)
+    err.print(prepared.summary)
     try:
-        result = fit(data, book, cfg, out, report, resume, device)
+        result = fit(prepared, book, cfg, out, report, resume, device)
     except Interrupted as exc:
         err.print(f"[yellow]{exc}[/yellow]")
         raise typer.Exit(130)
-    except (OSError, ValueError) as exc:
+    except (DataError, ValueError) as exc:
         err.print(f"[red]training failed[/red]: {exc}")
         raise typer.Exit(2)
-    out_console.print(metrics_table({out.name: result["metrics"]}, f"dev metrics ({len(data.dev_idx)} paragraphs)"))
+    if result["metrics"]:
+        out_console.print(metrics_table({out.name: result["metrics"]["cv"]["mean"] | {"n_paragraphs": len(prepared.texts)}},
+                                        f"out-of-fold metrics, mean over {result['folds']} document folds"))
+    else:
+        err.print("[yellow]no out-of-fold estimate[/yellow] (too few documents): the model was trained on all of them")
     err.print(f"model written to {out} in {result['seconds']:.0f} s")
 
 
 def evaluate_cmd(
-    model: Path = typer.Option(..., "--model", help="Model directory."),
     data: List[Path] = typer.Option(..., "--data", help="Label Studio JSON export(s) with reference annotations."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Score this model directory on --data."),
+    cv: int = typer.Option(0, "--cv", min=0, help="Instead of --model: K-fold cross-validation over documents of the "
+                                                   "training recipe on --data, the TF-IDF baseline on the same folds."),
+    base_model: Optional[str] = typer.Option(None, "--base-model", help="With --cv: the encoder to fine-tune (omit: TF-IDF only)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="With --cv: 'tfidf' cross-validates the baseline alone."),
+    context: Context = typer.Option(D.context, "--context", help="With --cv: title or none."),
+    epochs: int = typer.Option(D.epochs, min=1, help="With --cv: fine-tuning epochs."),
+    schema: Optional[Path] = typer.Option(None, "--schema", help="With --cv: codebook YAML (default: shipped IHMS)."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write metrics JSON here."),
     report_path: Optional[Path] = typer.Option(None, "--report", help="Write a Markdown report here."),
     policy: str = typer.Option("majority"),
+    device: Optional[str] = typer.Option(None, help="cpu / cuda (default: cuda when available)."),
 ) -> None:
-    """Score a model against annotated data: table on screen, JSON for other tools."""
+    """Score a model on annotated data, or (--cv K) cross-validate the training recipe over
+    documents: table on screen, JSON for other tools, Markdown for people."""
+    from nlp.files import OutputPathError, check_writable_file, write_json_atomic, write_text_atomic
+
+    try:
+        for path, what in ((output, "the metrics JSON"), (report_path, "the Markdown report")):
+            if path:
+                check_writable_file(path, what)
+    except OutputPathError as exc:
+        err.print(f"[red]cannot write[/red]: {exc}")
+        raise typer.Exit(2)
+    if (model is None) == (cv == 0):
+        err.print("[red]give either --model DIR (score a model) or --cv K (cross-validate the recipe)[/red]")
+        raise typer.Exit(2)
+    if cv:
+        results = _cross_validate_cmd(data, cv, base_model, baseline, context.value, epochs, schema, policy, device)
+        if output:
+            write_json_atomic(output, {"folds": cv, "models": results})
+        if report_path:
+            from .cv import markdown_table
+
+            write_text_atomic(report_path, f"# {cv}-fold cross-validation over documents\n\n"
+                              "Out-of-fold figures, mean ± sd over folds; thresholds tuned on the other folds only.\n\n"
+                              + markdown_table(results) + "\n")
+        return
     from models.tagger import load_model
-    from nlp.files import write_json_atomic, write_text_atomic
 
     from .metrics import evaluate
 
@@ -126,17 +198,52 @@ def evaluate_cmd(
     if not examples:
         err.print("[red]no annotated paragraphs to evaluate[/red]")
         raise typer.Exit(2)
-    texts, y, _ = to_arrays(examples, tagger.book)
+    prepared = prepare(examples, tagger.book)
     if [tuple(x) for x in tagger.book.flat_labels] != tagger.labels:
         err.print("[red]the model's labels do not match its codebook[/red]")
         raise typer.Exit(2)
-    probs = tagger.predict_proba(texts)
-    metrics = evaluate(tagger.book, tagger.labels, y, tagger.decide(probs), model=str(model))
-    out_console.print(metrics_table({model.name: metrics}, f"evaluation on {len(texts)} paragraphs"))
+    probs = tagger.predict_proba(prepared.texts, prepared.titles)
+    metrics = evaluate(tagger.book, tagger.labels, prepared.y, tagger.decide(probs), model=str(model))
+    out_console.print(metrics_table({model.name: metrics}, f"evaluation on {len(prepared.texts)} paragraphs"))
     if output:
         write_json_atomic(output, metrics)
     if report_path:
         write_text_atomic(report_path, markdown_report(metrics))
+
+
+def _cross_validate_cmd(data, k, base_model, baseline, context, epochs, schema, policy, device) -> dict[str, dict]:
+    from . import cv
+
+    book = load_or_exit(schema)
+    examples, _ = load_examples(data, book, policy)
+    try:
+        prepared = prepare(examples, book)
+        cv.document_folds(prepared.y, prepared.groups, k)  # enough documents? say so before any training
+    except DataError as exc:
+        err.print(f"[red]cannot cross-validate[/red]: {exc}")
+        raise typer.Exit(2)
+    err.print(prepared.summary)
+    results = cv.compare_recipes(prepared, book, k, base_model=None if baseline else base_model,
+                                 context=context, epochs=epochs, device=device)
+    out_console.print(cv_table(results, k))
+    return results
+
+
+def cv_table(results: dict[str, dict], k: int) -> Table:
+    """Mean ± sd over folds, one column per model."""
+    table = Table(title=f"{k}-fold cross-validation over documents (out of fold, mean ± sd)")
+    table.add_column("dimension")
+    table.add_column("metric")
+    for name in results:
+        table.add_column(name, justify="right")
+    first = next(iter(results.values()))["cv"]["mean"]
+    for dim in first["dimensions"]:
+        for metric in ("micro_f1", "macro_f1"):
+            table.add_row(dim, metric, *[f"{r['cv']['mean']['dimensions'][dim][metric]:.3f} ± "
+                                         f"{r['cv']['sd']['dimensions'][dim][metric]:.3f}" for r in results.values()])
+    table.add_row("all", "kappa_mean", *[f"{r['cv']['mean']['kappa_mean']:.3f} ± {r['cv']['sd']['kappa_mean']:.3f}"
+                                         for r in results.values()])
+    return table
 
 
 def markdown_report(metrics: dict) -> str:

@@ -15,8 +15,16 @@ class DataError(ValueError):
     """Training data that can't produce a model; the message says what to fix."""
 
 
+def document_key(meta: dict, fallback: str) -> str:
+    """Which document a paragraph belongs to. The title comes first: exports cut one document
+    into several `doc_id`s (pages, excerpts), and paragraphs of one document must never sit on
+    both sides of a split, or the estimate is not one for unseen documents."""
+    title = normalize_text(str(meta.get("title") or "")).strip()
+    return title or str(meta.get("doc_id") or fallback)
+
+
 def to_arrays(examples: list[Example], book: Codebook) -> tuple[list[str], np.ndarray, list[str]]:
-    """(normalised texts, multi-hot label matrix over book.flat_labels, document group per row)."""
+    """(normalised texts, multi-hot label matrix over book.flat_labels, document per row)."""
     flat = book.flat_labels
     y = np.zeros((len(examples), len(flat)), dtype=np.float32)
     index = {label: j for j, (_, label) in enumerate(flat)}
@@ -25,8 +33,7 @@ def to_arrays(examples: list[Example], book: Codebook) -> tuple[list[str], np.nd
             for label in labels:
                 y[i, index[label]] = 1.0
     texts = [normalize_text(ex.text) for ex in examples]
-    # Paragraphs of one document share a group so they never straddle train and dev.
-    groups = [str(ex.meta.get("doc_id") or ex.meta.get("title") or f"task-{ex.task_id}-{i}") for i, ex in enumerate(examples)]
+    groups = [document_key(ex.meta, f"task-{ex.task_id}-{i}") for i, ex in enumerate(examples)]
     return texts, y, groups
 
 
@@ -66,24 +73,23 @@ def grouped_split(y: np.ndarray, groups: list[str], dev_size: float = 0.2, seed:
 
 @dataclass
 class Prepared:
-    """Training data ready for any model: arrays, the document-grouped split, and warnings."""
+    """Training data ready for any model: texts, each paragraph's document title, labels,
+    documents (for grouped cross-validation) and warnings."""
 
     texts: list[str]
+    titles: list[str | None]
     y: np.ndarray
     groups: list[str]
-    train_idx: np.ndarray
-    dev_idx: np.ndarray
     notes: list[str]
 
     @property
     def summary(self) -> str:
-        return (f"{len(self.texts)} paragraphs from {len(set(self.groups))} documents: "
-                f"{len(self.train_idx)} train / {len(self.dev_idx)} dev")
+        return f"{len(self.texts)} paragraphs from {len(set(self.groups))} documents"
 
 
-def prepare(examples: list[Example], book: Codebook, dev_size: float = 0.2, seed: int = 13) -> Prepared:
-    """Arrays, trainability check and split in one step; raises DataError on unusable data."""
+def prepare(examples: list[Example], book: Codebook) -> Prepared:
+    """Arrays and the trainability check in one step; raises DataError on unusable data."""
     texts, y, groups = to_arrays(examples, book)
     notes = check_trainable(y, book)
-    train_idx, dev_idx = grouped_split(y, groups, dev_size, seed)
-    return Prepared(texts, y, groups, train_idx, dev_idx, notes)
+    titles = [ex.meta.get("title") if isinstance(ex.meta, dict) else None for ex in examples]
+    return Prepared(texts, titles, y, groups, notes)

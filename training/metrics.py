@@ -9,21 +9,43 @@ from labels.schema import Codebook
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 
-def tune_thresholds(y: np.ndarray, probs: np.ndarray, default: float = 0.5) -> np.ndarray:
-    """Per label, the threshold maximising F1 on (y, probs); labels without positives keep
-    `default`. Ties go to the threshold closest to the default (less overfit to tiny dev sets)."""
-    out = np.full(y.shape[1], default, dtype=np.float32)
+def _f1(y: np.ndarray, pred: np.ndarray) -> float:
+    tp = float((pred & (y > 0)).sum())
+    return 2 * tp / max(1.0, float(pred.sum() + (y > 0).sum()))
+
+
+def global_threshold(y: np.ndarray, probs: np.ndarray, default: float = 0.5) -> float:
+    """The one threshold maximising micro-F1 over every label pooled (ties: nearest the default)."""
+    best, best_f1 = default, -1.0
+    for t in sorted(THRESHOLD_GRID, key=lambda t: abs(t - default)):
+        f1 = _f1(y, probs >= t)
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = float(t), f1
+    return best
+
+
+def tune_thresholds(y: np.ndarray, probs: np.ndarray, default: float = 0.5, min_positives: int = 10,
+                    prior: float = 20.0) -> np.ndarray:
+    """Per-label thresholds that transfer to unseen documents.
+
+    `y, probs` must be out-of-fold predictions (never the rows a model was trained on). One
+    global threshold is chosen for all labels; each label's own F1-optimal threshold is then
+    shrunk toward it with weight n_pos / (n_pos + prior), and a label with fewer than
+    `min_positives` positives keeps the global value: a threshold tuned on a handful of
+    paragraphs fits those paragraphs, not the next document."""
+    g = global_threshold(y, probs, default)
+    out = np.full(y.shape[1], g, dtype=np.float32)
     for j in range(y.shape[1]):
-        if y[:, j].sum() == 0:
+        n_pos = float((y[:, j] > 0).sum())
+        if n_pos < min_positives:
             continue
-        best, best_f1 = default, -1.0
-        for t in sorted(THRESHOLD_GRID, key=lambda t: abs(t - default)):
-            pred = probs[:, j] >= t
-            tp = float((pred & (y[:, j] > 0)).sum())
-            f1 = 2 * tp / max(1.0, pred.sum() + y[:, j].sum())
+        best, best_f1 = g, -1.0
+        for t in sorted(THRESHOLD_GRID, key=lambda t: abs(t - g)):
+            f1 = _f1(y[:, j], probs[:, j] >= t)
             if f1 > best_f1 + 1e-9:
-                best, best_f1 = t, f1
-        out[j] = best
+                best, best_f1 = float(t), f1
+        w = n_pos / (n_pos + prior)
+        out[j] = w * best + (1 - w) * g
     return out
 
 

@@ -1,8 +1,17 @@
-"""Fine-tuning a pretrained encoder (and the TF-IDF baseline) into a model directory.
+"""Training a tagger into a model directory.
 
-The directory is built under a temporary name and renamed into place when complete, so a
-crash or Ctrl-C never leaves a half-written model. Training state is checkpointed beside it
-(`<out>.checkpoint/`) so `--resume` continues an interrupted run.
+`fit` is the one pipeline behind `policytag train`, the service's retrain and the quality
+benchmark:
+
+1. cross-validation over documents (`training.cv`): every paragraph gets a probability from
+   a model that never saw its document;
+2. thresholds chosen on those out-of-fold probabilities, shrunk toward one global value, and
+   the metrics of the model card measured out of fold (never on the rows that tuned them);
+3. the shipped model trained on *all* the data and written atomically.
+
+Each training run (a fold, or the final model) is a *stage*; its state is checkpointed in
+`<out>.checkpoint/` so Ctrl-C stops cleanly and `--resume` continues bit for bit, and a
+finished fold's out-of-fold probabilities are kept there so a resumed run skips it.
 """
 from __future__ import annotations
 
@@ -15,41 +24,63 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from labels.export import ParseReport
 from labels.schema import Codebook
-from models.tagger import CONFIG_FILE, EncoderClassifier, Tagger, length_batches, pick_device, set_cpu_threads
+from models.tagger import (EncoderBackend, EnsembleBackend, Tagger, TfidfBackend, context_texts, encode,
+                           encoder_classifier, length_batches, pick_device, set_cpu_threads, tfidf_input)
 
-from .metrics import evaluate, tune_thresholds
+from .metrics import tune_thresholds
 
 err = Console(stderr=True)
+
+MODELS = ("ensemble", "encoder", "tfidf")
+CONTEXTS = ("title", "none")
 
 
 @dataclass
 class TrainConfig:
+    """Every training hyperparameter, defined once: the CLI, the service's retrain and the
+    benchmark read their defaults from here. Defaults were chosen by the cross-validated
+    comparison in benchmarks/quality.py (see README "Quality")."""
+
     base_model: str = ""
-    epochs: int = 6
+    model: str = "ensemble"  # ensemble (encoder + tfidf) | encoder | tfidf
+    context: str = "title"  # the document title as context (sentence pair) | none
+    cv_folds: int = 5  # folds for out-of-fold thresholds and metrics (0: none)
+    epochs: int = 4
     lr: float = 1e-4
     head_lr: float = 2e-3
     batch_size: int = 16
     max_length: int = 256
     seed: int = 13
-    dev_size: float = 0.2
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     freeze_embeddings: bool = True
     max_pos_weight: float = 10.0
+    label_init: str = "random"  # random | codebook (head rows start at the label's cue-word embedding)
+    tfidf_weight: float = 0.5  # share of the TF-IDF member in the ensemble average
     checkpoint_every: int = 50
-    baseline: str | None = None  # "tfidf" trains the baseline instead
     data: list[str] = field(default_factory=list)
     schema: str = ""
+
+    @property
+    def members(self) -> list[str]:
+        return {"ensemble": ["encoder", "tfidf"], "encoder": ["encoder"], "tfidf": ["tfidf"]}[self.model]
+
+    @property
+    def weights(self) -> list[float]:
+        return {"ensemble": [1 - self.tfidf_weight, self.tfidf_weight]}.get(self.model, [1.0])
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 class Interrupted(Exception):
@@ -57,6 +88,8 @@ class Interrupted(Exception):
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -78,173 +111,142 @@ def base_model_licence(base: str) -> str:
     return "not stated in the base model directory: check its model card before use"
 
 
-def _fingerprint(texts: list[str], y: np.ndarray, cfg: TrainConfig) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        h.update(t.encode())
-    h.update(y.tobytes())
-    keep = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_every", "epochs")}
-    h.update(json.dumps(keep, sort_keys=True).encode())
-    return h.hexdigest()[:16]
-
-
-def _pos_weight(y: np.ndarray, cap: float) -> torch.Tensor:
+def _pos_weight(y: np.ndarray, cap: float):
     """Rare labels weigh more: sqrt of the negative/positive ratio, capped."""
+    import torch
+
     pos = y.sum(0)
     ratio = np.where(pos > 0, (len(y) - pos) / np.maximum(pos, 1), 1.0)
     return torch.tensor(np.clip(np.sqrt(ratio), 1.0, cap), dtype=torch.float32)
 
 
-def _write_model_dir(out: Path, fill) -> None:
-    """Build the model directory in a temp dir beside `out`, then swap it in."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        fill(tmp)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+# -- checkpoints -----------------------------------------------------------------------------
+class Checkpoint:
+    """`<out>.checkpoint/`: step state of the running stage and the results of finished folds,
+    valid only for the same data and settings (a fingerprint)."""
+
+    def __init__(self, directory: Path, fingerprint: str, resume: bool):
+        self.dir, self.fingerprint, self.resume = Path(directory), fingerprint, resume
+
+    @staticmethod
+    def fingerprint_of(texts: list[str], contexts: list[str] | None, y: np.ndarray, cfg: TrainConfig) -> str:
+        h = hashlib.sha256()
+        for t in texts + (contexts or []):
+            h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(y.tobytes())
+        keep = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_every", "data")}
+        h.update(json.dumps(keep, sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    def load_state(self, stage: str):
+        import torch
+
+        path = self.dir / f"{stage}.pt"
+        if not (self.resume and path.exists()):
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            raise ValueError(f"{self.dir}: the checkpoint was made with other data or settings; "
+                             "rerun without --resume (or delete it) to start over")
+        return state
+
+    def save_state(self, stage: str, state: dict) -> None:
+        import torch
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f"{stage}.pt.tmp"
+        torch.save({"fingerprint": self.fingerprint, **state}, tmp)
+        tmp.replace(self.dir / f"{stage}.pt")
+
+    def load_fold(self, fold: int) -> dict[str, np.ndarray] | None:
+        path = self.dir / f"fold-{fold}.npz"
+        if not (self.resume and path.exists()):
+            return None
+        saved = np.load(path)
+        if str(saved["fingerprint"]) != self.fingerprint:
+            raise ValueError(f"{self.dir}: the checkpoint was made with other data or settings; "
+                             "rerun without --resume (or delete it) to start over")
+        return {k: saved[k] for k in saved.files if k != "fingerprint"}
+
+    def save_fold(self, fold: int, probs: dict[str, np.ndarray]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f"fold-{fold}.tmp.npz"
+        np.savez(tmp, fingerprint=self.fingerprint, **probs)
+        tmp.replace(self.dir / f"fold-{fold}.npz")
+        (self.dir / f"fold-{fold}.pt").unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def _common_files(d: Path, book: Codebook, cfg: TrainConfig, kind: str, thresholds: np.ndarray,
-                  metrics: dict, card: str, extra: dict) -> None:
-    flat = book.flat_labels
-    version = f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-    (d / CONFIG_FILE).write_text(json.dumps({
-        "kind": kind, "labels": flat, "schema": book.name, "schema_version": book.version,
-        "max_length": cfg.max_length, "model_version": version, **extra}, ensure_ascii=False, indent=2), encoding="utf-8")
-    shutil.copy(book.path, d / "codebook.yaml")
-    (d / "thresholds.json").write_text(json.dumps({l: float(t) for (_, l), t in zip(flat, thresholds)}, indent=2), encoding="utf-8")
-    (d / "training_config.json").write_text(json.dumps(asdict(cfg), ensure_ascii=False, indent=2), encoding="utf-8")
-    (d / "metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2), encoding="utf-8")
-    (d / "MODEL_CARD.md").write_text(card.replace("{model_version}", version), encoding="utf-8")
+# -- the encoder -----------------------------------------------------------------------------
+def build_encoder(cfg: TrainConfig, book: Codebook, n_labels: int, device):
+    """Tokenizer + encoder + head, the head optionally started from the codebook."""
+    from transformers import AutoModel, AutoTokenizer
 
-
-def model_card(book: Codebook, cfg: TrainConfig, kind: str, y: np.ndarray, train_idx, dev_idx, metrics: dict,
-               report: ParseReport | None, seconds: float, licence: str, notes: list[str]) -> str:
-    flat = book.flat_labels
-    lines = ["# policytag model `{model_version}`", "",
-             f"Multi-label tagger for the **{book.name}** codebook (v{book.version}): "
-             f"{len(flat)} labels over {', '.join(book.dimension_ids)}.", ""]
-    if kind == "transformer":
-        lines += [f"- Base model: `{cfg.base_model}` — licence: {licence}",
-                  "- Architecture: encoder → mean pooling over tokens → dropout → one linear layer over all labels; "
-                  "sigmoid per label (BCE with logits, rare labels up-weighted by sqrt(neg/pos), capped at "
-                  f"{cfg.max_pos_weight:g}).",
-                  f"- Long paragraphs: truncated to the first {cfg.max_length} tokens "
-                  "(the opening of a policy paragraph states its measure).",
-                  f"- Training: {cfg.epochs} epochs, lr {cfg.lr:g} (head {cfg.head_lr:g}), batch {cfg.batch_size} "
-                  f"length-sorted, embeddings {'frozen' if cfg.freeze_embeddings else 'trained'}, seed {cfg.seed}."]
-    else:
-        lines += ["- Baseline: TF-IDF over character 1–3-grams + one balanced logistic regression per label."]
-    lines += ["- Tool groups are derived from predicted sub-tools, never predicted on their own.",
-              "- Decision thresholds: per label, tuned for F1 on the dev split (`thresholds.json`).",
-              f"- Data: {', '.join(cfg.data)} → {len(y)} paragraphs; split by document, iterative "
-              f"multi-label stratification: {len(train_idx)} train / {len(dev_idx)} dev.",
-              f"- Training time: {seconds:.0f} s.", ""]
-    if report is not None:
-        lines += ["## Data report", "", *[f"- {l}" for l in report.lines()], ""]
-    if notes:
-        lines += ["## Warnings", "", *[f"- {n}" for n in notes], ""]
-    lines += ["## Label counts", "", "| dimension | label | train | dev |", "|---|---|---:|---:|"]
-    for j, (dim, label) in enumerate(flat):
-        lines.append(f"| {dim} | {label} | {int(y[train_idx, j].sum())} | {int(y[dev_idx, j].sum())} |")
-    lines += ["", "## Dev metrics", "", "| dimension | micro-F1 | macro-F1 | micro-P | micro-R |", "|---|---:|---:|---:|---:|"]
-    for dim, m in metrics["dimensions"].items():
-        lines.append(f"| {dim} | {m['micro_f1']:.3f} | {m['macro_f1']:.3f} | {m['micro_precision']:.3f} | {m['micro_recall']:.3f} |")
-    lines += ["", f"Mean per-label Cohen's kappa vs. the reference: {metrics['kappa_mean']:.3f} "
-              "(two human coders in the 6D paper: 0.746).", ""]
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------------------
-def train_baseline(texts, y, train_idx, dev_idx, book: Codebook, cfg: TrainConfig, out: Path,
-                   report: ParseReport | None = None, notes: list[str] = ()) -> dict:
-    import joblib
-
-    from models.baseline import TfidfBaseline
-
-    start = time.time()
-    err.print(f"training TF-IDF baseline on {len(train_idx)} paragraphs…")
-    model = TfidfBaseline(seed=cfg.seed).fit([texts[i] for i in train_idx], y[train_idx])
-    dev_probs = model.predict_proba([texts[i] for i in dev_idx])
-    thresholds = tune_thresholds(y[dev_idx], dev_probs)
-    metrics = evaluate(book, book.flat_labels, y[dev_idx], dev_probs >= thresholds, model=str(out))
-    seconds = time.time() - start
-    card = model_card(book, cfg, "tfidf", y, train_idx, dev_idx, metrics, report, seconds, "", list(notes))
-
-    def fill(d: Path) -> None:
-        joblib.dump(model, d / "baseline.joblib")
-        _common_files(d, book, cfg, "tfidf", thresholds, metrics, card, {"train_seconds": seconds})
-
-    _write_model_dir(out, fill)
-    return {"metrics": metrics, "seconds": seconds}
-
-
-def train_transformer(texts, y, train_idx, dev_idx, book: Codebook, cfg: TrainConfig, out: Path,
-                      resume: bool = False, report: ParseReport | None = None, notes: list[str] = (),
-                      device: str | None = None) -> dict:
-    from safetensors.torch import save_file
-    from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
-
-    out = Path(out)
-    ckpt_dir = out.with_name(out.name + ".checkpoint")
-    fingerprint = _fingerprint(texts, y, cfg)
-    seed_everything(cfg.seed)
-    dev = pick_device(device)
-    if dev.type == "cpu":
-        set_cpu_threads()
     tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
-    encoder = AutoModel.from_pretrained(cfg.base_model)
-    model = EncoderClassifier(encoder, y.shape[1]).to(dev)
+    model = encoder_classifier(AutoModel.from_pretrained(cfg.base_model), n_labels)
+    if cfg.label_init == "codebook":
+        init_head_from_codebook(model, tokenizer, book, cfg.max_length)
     if cfg.freeze_embeddings:
         for p in model.encoder.get_input_embeddings().parameters():
             p.requires_grad = False
+    return tokenizer, model.to(device)
+
+
+def init_head_from_codebook(model, tokenizer, book: Codebook, max_length: int) -> None:
+    """Each label's head row starts as the (centred, unit) embedding of its Chinese name and
+    cue words, so a label seen in few paragraphs starts from what the codebook says it is."""
+    import torch
+
+    texts = [f"{l.zh}：{'、'.join(l.cues)}" for d in book.dimensions for l in d.labels]
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        emb = model.pooled(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+        emb = emb - emb.mean(0, keepdim=True)
+        emb = emb / emb.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        model.head.weight.copy_(emb * model.head.weight.norm(dim=1, keepdim=True).mean())
+
+
+def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, cfg: TrainConfig, book: Codebook,
+                  device, ckpt: Checkpoint | None, stage: str, label: str) -> tuple[EncoderBackend, dict]:
+    """Fine-tune on (texts, y) and return the model in memory, with speed figures."""
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from transformers import get_linear_schedule_with_warmup
+
+    seed_everything(cfg.seed)
+    tokenizer, model = build_encoder(cfg, book, y.shape[1], device)
     head_params = list(model.head.parameters())
-    enc_params = [p for n, p in model.encoder.named_parameters() if p.requires_grad]
+    enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW([{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
                                   weight_decay=cfg.weight_decay)
-    full_lengths = [len(ids) for ids in tokenizer([texts[i] for i in train_idx])["input_ids"]]
+    full_lengths = [len(ids) for ids in encode(tokenizer, texts, contexts, 10**6)["input_ids"]]
     lengths = [min(n, cfg.max_length) for n in full_lengths]
     n_truncated = sum(n > cfg.max_length for n in full_lengths)
-    if n_truncated:
+    if n_truncated and stage == "final":
         err.print(f"[yellow]note[/yellow] {n_truncated} training paragraph(s) longer than {cfg.max_length} tokens are truncated")
     batches = length_batches(lengths, cfg.max_length * cfg.batch_size, cfg.batch_size)
     steps_per_epoch = len(batches)
     total = steps_per_epoch * cfg.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y[train_idx], cfg.max_pos_weight).to(dev))
-    y_train = torch.tensor(y[train_idx])
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y, cfg.max_pos_weight).to(device))
+    y_train = torch.tensor(y)
 
     step = 0
-    if resume and (ckpt_dir / "state.pt").exists():
-        state = torch.load(ckpt_dir / "state.pt", map_location=dev, weights_only=False)
-        if state["fingerprint"] != fingerprint:
-            raise ValueError(f"{ckpt_dir}: the checkpoint was made with other data or settings; "
-                             "rerun without --resume (or delete it) to start over")
+    state = ckpt.load_state(stage) if ckpt else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step = state["step"]
         torch.set_rng_state(state["torch_rng"])
-        err.print(f"resuming from step {step}/{total} ({ckpt_dir})")
-    elif resume:
-        err.print(f"[yellow]no checkpoint at {ckpt_dir}: starting from scratch[/yellow]")
+        err.print(f"resuming {label} from step {step}/{total} ({ckpt.dir})")
 
     def save_checkpoint() -> None:
-        ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_dir / "state.pt.tmp"
-        torch.save({"fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "step": step, "torch_rng": torch.get_rng_state()}, tmp)
-        tmp.replace(ckpt_dir / "state.pt")
+        if ckpt:
+            ckpt.save_state(stage, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "scheduler": scheduler.state_dict(), "step": step, "torch_rng": torch.get_rng_state()})
 
     # Ctrl-C is honoured between steps, never inside one: the checkpoint written on the way
     # out is then exactly the state after a whole step, and --resume replays the rest bit for bit.
@@ -256,25 +258,26 @@ def train_transformer(texts, y, train_idx, dev_idx, book: Codebook, cfg: TrainCo
         stop.append(signum)
         err.print("[yellow]interrupt: finishing this step and saving a checkpoint…[/yellow]")
 
-    previous_handler = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
-    start = time.time()
-    seen = 0
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
+    start, seen = time.time(), 0
     model.train()
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TimeRemainingColumn()]
     try:
-        with Progress(*columns, console=err) as bar:
-            task = bar.add_task("fine-tuning", total=total, completed=step, info="")
+        # Off the main thread (the service's retrain) there is no terminal to draw on: log instead.
+        with Progress(*columns, console=err, disable=not main_thread) as bar:
+            task = bar.add_task(label, total=total, completed=step, info="")
             while step < total:
                 epoch = step // steps_per_epoch
                 # The batch order of each epoch depends only on (seed, epoch): resume replays it exactly.
                 order = np.random.default_rng(cfg.seed + epoch).permutation(steps_per_epoch)
                 for b in order[step % steps_per_epoch:]:
                     rows = batches[b]
-                    batch = tokenizer([texts[train_idx[i]] for i in rows], truncation=True, max_length=cfg.max_length,
-                                      padding=True, return_tensors="pt").to(dev)
+                    batch = encode(tokenizer, [texts[i] for i in rows], None if contexts is None else [contexts[i] for i in rows],
+                                   cfg.max_length, padding=True, return_tensors="pt").to(device)
                     logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                    loss = loss_fn(logits, y_train[rows].to(dev))
+                    loss = loss_fn(logits, y_train[rows].to(device))
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                     optimizer.step()
@@ -287,42 +290,136 @@ def train_transformer(texts, y, train_idx, dev_idx, book: Codebook, cfg: TrainCo
                     if stop or step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0:
                         save_checkpoint()
                     if stop:
-                        raise Interrupted(f"interrupted at step {step}/{total}; checkpoint saved in {ckpt_dir} — rerun with --resume")
+                        where = ckpt.dir if ckpt else "memory"
+                        raise Interrupted(f"interrupted at step {step}/{total} of {label}; checkpoint saved in {where} "
+                                          "— rerun with --resume")
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)
     seconds = time.time() - start
-    err.print(f"fine-tuned {seen} examples in {seconds:.0f} s ({seen / max(seconds, 1e-9):.1f} examples/s)")
-
+    err.print(f"{label}: fine-tuned {seen} examples in {seconds:.0f} s ({seen / max(seconds, 1e-9):.1f} examples/s)")
     model.eval()
+    backend = EncoderBackend(tokenizer, cfg.max_length, model=model, device=device)
+    return backend, {"seconds": seconds, "examples_per_second": seen / max(seconds, 1e-9), "truncated": n_truncated}
 
-    def fill(d: Path) -> None:
-        encoder.save_pretrained(d / "encoder")
-        tokenizer.save_pretrained(d / "encoder")
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}, str(d / "head.safetensors"))
-        # Dev probabilities from the saved files themselves: what we measure is what we ship.
-        _common_files(d, book, cfg, "transformer", np.full(y.shape[1], 0.5), {}, "", {})
-        tagger = Tagger.load(d, device=str(dev))
-        dev_probs = tagger.predict_proba([texts[i] for i in dev_idx])
-        thresholds = tune_thresholds(y[dev_idx], dev_probs)
-        metrics = evaluate(book, book.flat_labels, y[dev_idx], dev_probs >= thresholds, model=str(out))
-        card = model_card(book, cfg, "transformer", y, train_idx, dev_idx, metrics, report, seconds,
-                          base_model_licence(cfg.base_model), list(notes))
-        _common_files(d, book, cfg, "transformer", thresholds, metrics, card,
-                      {"base_model": cfg.base_model, "pooling": "mean", "train_seconds": seconds,
-                       "examples_per_second": seen / max(seconds, 1e-9)})
-        result["metrics"] = metrics
 
-    result: dict = {"seconds": seconds, "examples_per_second": seen / max(seconds, 1e-9)}
-    _write_model_dir(out, fill)
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the checkpoint is no longer needed
-    return result
+def train_tfidf(texts: list[str], contexts: list[str] | None, y: np.ndarray, cfg: TrainConfig) -> TfidfBackend:
+    from models.baseline import fit_tfidf
+
+    inputs = texts if contexts is None else [tfidf_input(t, c) for t, c in zip(texts, contexts)]
+    return TfidfBackend(fit_tfidf(inputs, y, seed=cfg.seed), use_context=contexts is not None)
+
+
+def train_members(texts: list[str], contexts: list[str] | None, y: np.ndarray, cfg: TrainConfig, book: Codebook,
+                  device=None, ckpt: Checkpoint | None = None, stage: str = "final",
+                  label: str = "fine-tuning") -> tuple[dict, dict]:
+    """The members `cfg` asks for, trained on these rows: ({name: backend}, speed figures)."""
+    members, stats = {}, {}
+    for name in cfg.members:
+        if name == "tfidf":
+            start = time.time()
+            members[name] = train_tfidf(texts, contexts, y, cfg)
+            stats["tfidf_seconds"] = time.time() - start
+        else:
+            members[name], s = train_encoder(texts, contexts, y, cfg, book, device, ckpt, stage, label)
+            stats.update(s)
+    return members, stats
+
+
+def ensemble_of(members: dict, cfg: TrainConfig):
+    backends = [members[n] for n in cfg.members]
+    return backends[0] if len(backends) == 1 else EnsembleBackend(backends, cfg.weights)
+
+
+def _device(device: str | None):
+    dev = pick_device(device)
+    if dev.type == "cpu":
+        set_cpu_threads()
+    return dev
+
+
+# -- the model directory ---------------------------------------------------------------------
+def write_model_dir(out: Path, fill) -> None:
+    """Build the model directory in a temp dir beside `out`, then swap it in. Only a policytag
+    model directory is ever replaced (callers check `--out` first: see nlp.files)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        fill(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            old.rmdir()
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_write_model_dir = write_model_dir  # the name tests and older callers use
 
 
 def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport | None = None,
         resume: bool = False, device: str | None = None) -> dict:
-    """Train what `cfg` asks for (the baseline or a fine-tuned encoder) on prepared data."""
-    split = (data.texts, data.y, data.train_idx, data.dev_idx, book, cfg, out)
-    if cfg.baseline:
-        return train_baseline(*split, report, data.notes)
-    return train_transformer(*split, resume, report, data.notes, device)
+    """Cross-validate (thresholds + honest metrics), train on everything, write `out`."""
+    from . import cv
+    from .card import model_card
+
+    out = Path(out)
+    if cfg.model != "tfidf" and not cfg.base_model:
+        raise ValueError("a base model is required for the encoder (--base-model)")
+    contexts = context_texts(data.titles, len(data.texts)) if cfg.context == "title" else None
+    ckpt = Checkpoint(out.with_name(out.name + ".checkpoint"),
+                      Checkpoint.fingerprint_of(data.texts, contexts, data.y, cfg), resume)
+    if resume and not ckpt.dir.exists():
+        err.print(f"[yellow]no checkpoint at {ckpt.dir}: starting from scratch[/yellow]")
+    dev = _device(device) if cfg.model != "tfidf" else None
+    start = time.time()
+    notes = list(data.notes)
+
+    k, why = cv.usable_folds(data.groups, cfg.cv_folds)
+    if why:
+        notes.append(why)
+        err.print(f"[yellow]note[/yellow] {why}")
+    run = None
+    if k >= 2:
+        run = cv.cross_validate(data, book, cfg, k, dev, ckpt)
+        probs = run.combined(cfg)
+        thresholds = tune_thresholds(data.y, probs)
+        metrics = cv.cross_fitted_metrics(book, data.y, probs, run.fold, model=str(out))
+        if len(data.texts) < 50:
+            notes.append(f"the out-of-fold estimate rests on {len(data.texts)} paragraphs only: treat it as a rough guide")
+    else:
+        thresholds = np.full(data.y.shape[1], 0.5, dtype=np.float32)
+        metrics = None
+
+    members, stats = train_members(data.texts, contexts, data.y, cfg, book, dev, ckpt, "final",
+                                   "fine-tuning (all data)")
+    seconds = time.time() - start
+    kind = cfg.model if cfg.model != "encoder" else "transformer"
+    config = {"kind": kind, "labels": book.flat_labels, "schema": book.name, "schema_version": book.version,
+              "max_length": cfg.max_length, "context": cfg.context,
+              "model_version": f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}", "train_seconds": round(seconds, 1)}
+    if cfg.model == "ensemble":
+        config["members"] = [{"kind": n if n != "encoder" else "transformer", "weight": w}
+                             for n, w in zip(cfg.members, cfg.weights)]
+    if cfg.model != "tfidf":
+        config.update(base_model=cfg.base_model, pooling="mean",
+                      examples_per_second=round(stats.get("examples_per_second", 0.0), 1))
+    tagger = Tagger(ensemble_of(members, cfg), book, config, thresholds)
+    licence = base_model_licence(cfg.base_model) if cfg.model != "tfidf" else ""
+    card = model_card(book, cfg, data, metrics, run, report, seconds, licence, notes, stats)
+
+    def fill(d: Path) -> None:
+        tagger.save(d)
+        (d / "training_config.json").write_text(json.dumps(asdict(cfg), ensure_ascii=False, indent=2), encoding="utf-8")
+        (d / "metrics.json").write_text(json.dumps(metrics or {"note": notes[-1] if notes else "no estimate"},
+                                                   ensure_ascii=False, indent=2), encoding="utf-8")
+        (d / "MODEL_CARD.md").write_text(card.replace("{model_version}", config["model_version"]), encoding="utf-8")
+
+    write_model_dir(out, fill)
+    ckpt.clear()  # finished: the checkpoint is no longer needed
+    return {"metrics": metrics, "seconds": seconds, "notes": notes, "folds": k, **stats}
