@@ -169,6 +169,7 @@ class TagResponse(BaseModel):
 @dataclass
 class _Job:
     texts: list[str]
+    titles: list  # each paragraph's document title (model context), None where unknown
     future: asyncio.Future
     enqueued: float = field(default_factory=time.perf_counter)
 
@@ -189,9 +190,9 @@ class MicroBatcher:
         if self.task:
             self.task.cancel()
 
-    async def probabilities(self, texts: list[str]) -> tuple[np.ndarray, Tagger]:
+    async def probabilities(self, texts: list[str], titles: list | None = None) -> tuple[np.ndarray, Tagger]:
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put(_Job(texts, future))
+        await self.queue.put(_Job(texts, list(titles) if titles is not None else [None] * len(texts), future))
         return await future
 
     async def _run(self) -> None:
@@ -214,8 +215,9 @@ class MicroBatcher:
             if not jobs:
                 continue
             texts = [t for j in jobs for t in j.texts]
+            titles = [t for j in jobs for t in j.titles]
             try:
-                probs = await asyncio.to_thread(tagger.predict_proba, texts)
+                probs = await asyncio.to_thread(tagger.predict_proba, texts, titles)
             except Exception as exc:
                 if len(jobs) == 1:
                     self._fail(jobs[0], exc)
@@ -225,7 +227,7 @@ class MicroBatcher:
                             len(jobs), type(exc).__name__, exc)
                 for j in jobs:
                     try:
-                        own = await asyncio.to_thread(tagger.predict_proba, j.texts)
+                        own = await asyncio.to_thread(tagger.predict_proba, j.texts, j.titles)
                     except Exception as job_exc:
                         self._fail(j, job_exc)
                     else:
@@ -413,7 +415,7 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
             raise HTTPException(422, f"paragraph(s) {empty[:10]} are empty (only whitespace, control or zero-width "
                                      "characters)")
         _check_limits(texts)
-        probs, tagger = await batcher.probabilities(texts)
+        probs, tagger = await batcher.probabilities(texts, [metadata.get("title")] * len(texts))
         out = []
         for i, (text, heading, row) in enumerate(zip(texts, headings, probs)):
             pred = tagger.decode(row)
@@ -437,18 +439,19 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
     async def ls_predict(body: LSPredictRequest):
         from labels.studio import confidence, prediction_result
 
-        texts = []
+        texts, titles = [], []
         for i, t in enumerate(body.tasks):
             data = t.get("data")
             text = data.get("text") if isinstance(data, dict) else None
             if not isinstance(text, str):
                 raise HTTPException(422, f"task {i} has no data.text")
             texts.append(text[: settings.max_chars])
+            titles.append(data.get("title") if isinstance(data.get("title"), str) else None)
         if len(texts) > settings.max_paragraphs:
             raise HTTPException(413, f"{len(texts)} tasks exceed the limit of {settings.max_paragraphs} per request")
         if not texts:
             return {"results": [], "model_version": current().version}
-        probs, tagger = await batcher.probabilities(texts)
+        probs, tagger = await batcher.probabilities(texts, titles)
         results = []
         for row in probs:
             pred = tagger.decode(row)
@@ -491,9 +494,10 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
             examples, report = parse_export(export_project(ls, project_id), tagger.book)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = settings.model_dir.parent / f"{settings.model_dir.name}-retrained-{stamp}"
-            cfg = TrainConfig(base_model=settings.retrain_base_model or "", baseline=None if settings.retrain_base_model else "tfidf",
+            cfg = TrainConfig(base_model=settings.retrain_base_model or "",
+                              model="ensemble" if settings.retrain_base_model else "tfidf",
                               data=[f"label-studio project {project_id}"], schema=str(tagger.book.path))
-            fit(prepare(examples, tagger.book, cfg.dev_size, cfg.seed), tagger.book, cfg, out, report)
+            fit(prepare(examples, tagger.book), tagger.book, cfg, out, report)
             new = load_model(out)
             state["tagger"] = new  # one reference assignment: requests see the old or the new model, never a mix
             state["retrains"] += 1

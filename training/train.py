@@ -53,7 +53,7 @@ class TrainConfig:
     model: str = "ensemble"  # ensemble (encoder + tfidf) | encoder | tfidf
     context: str = "title"  # the document title as context (sentence pair) | none
     cv_folds: int = 5  # folds for out-of-fold thresholds and metrics (0: none)
-    epochs: int = 4
+    epochs: int = 3
     lr: float = 1e-4
     head_lr: float = 2e-3
     batch_size: int = 16
