@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score, precision_recall_fscore_support
 
 from labels.schema import Codebook
 
@@ -50,6 +49,8 @@ def tune_thresholds(y: np.ndarray, probs: np.ndarray, default: float = 0.5, min_
 
 
 def _block(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict:
+    from sklearn.metrics import precision_recall_fscore_support  # imported here: `policytag --help` stays fast
+
     p, r, f, s = precision_recall_fscore_support(y, pred, average=None, zero_division=0, labels=range(len(names)))
     mp, mr, mf, _ = precision_recall_fscore_support(y, pred, average="micro", zero_division=0)
     supported = s > 0
@@ -88,6 +89,8 @@ def evaluate(book: Codebook, flat: list[tuple[str, str]], y: np.ndarray, pred: n
 def kappa_mean(y: np.ndarray, pred: np.ndarray) -> float:
     """Mean Cohen's kappa between prediction and reference over labels with support, the
     statistic annotator agreement is reported in (6D paper: 0.746 between two coders)."""
+    from sklearn.metrics import cohen_kappa_score
+
     kappas = []
     for j in range(y.shape[1]):
         if y[:, j].sum() == 0:
