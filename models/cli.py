@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .tagger import Runtime
+
 err = Console(stderr=True)
 
 
@@ -57,7 +59,7 @@ def predict(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: documents already tagged are kept."),
     skip_headings: bool = typer.Option(False, "--skip-headings", help="Don't tag headings (they are still listed)."),
     explain: bool = typer.Option(False, "--explain", help="Add the words that drove each label (occlusion; slower)."),
-    backend: str = typer.Option("torch", help="torch, or onnx (int8) / onnx-fp32 after `policytag export-onnx`."),
+    backend: Runtime = typer.Option(Runtime.torch, help="torch, or onnx (int8) / onnx-fp32 after `policytag export-onnx`."),
 ) -> None:
     """Tag every paragraph of new policy documents. Rows out = paragraphs in, checked at the end."""
     from nlp.files import OutputBusy, OutputPathError, check_writable_file, lock_path
@@ -79,7 +81,7 @@ def predict(
                 pass
         except OutputBusy as exc:
             fail(str(exc))
-    tagger = load_model_or_exit(model, backend)
+    tagger = load_model_or_exit(model, backend.value)
     start = time.time()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), console=err) as bar:

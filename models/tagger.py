@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
@@ -34,6 +35,15 @@ from nlp.segment import normalize_text
 CONFIG_FILE = "policytag.json"
 # The runtime for encoder members; the names are the CLI's --backend choices.
 BACKENDS = ("torch", "onnx", "onnx-int8", "onnx-fp32")
+
+
+class Runtime(str, Enum):
+    """--backend on the command line: an unknown name is refused by Typer before anything runs."""
+
+    torch = "torch"
+    onnx = "onnx"
+    onnx_int8 = "onnx-int8"
+    onnx_fp32 = "onnx-fp32"
 MAX_CONTEXT_CHARS = 48  # a document title longer than this is cut: the paragraph matters more
 
 

@@ -498,7 +498,11 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
                               model="ensemble" if settings.retrain_base_model else "tfidf",
                               data=[f"label-studio project {project_id}"], schema=str(tagger.book.path))
             fit(prepare(examples, tagger.book), tagger.book, cfg, out, report)
-            new = load_model(out)
+            if settings.backend != "torch" and cfg.model != "tfidf":
+                from models.onnx import export_onnx
+
+                export_onnx(out)  # keep serving the runtime the server was started with
+            new = load_model(out, None, settings.backend)
             state["tagger"] = new  # one reference assignment: requests see the old or the new model, never a mix
             state["retrains"] += 1
             state["last_error"] = None

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from models.tagger import Runtime
+
 
 def is_loopback(host: str) -> bool:
     """True when `host` only ever answers this machine (127.0.0.0/8, ::1, localhost); a name
@@ -30,7 +32,7 @@ def serve(
     model: Path = typer.Option(..., "--model", help="Model directory to serve."),
     host: str = typer.Option("127.0.0.1", help="Bind address (loopback by default)."),
     port: int = typer.Option(8000),
-    backend: str = typer.Option("torch", help="torch, or onnx (int8) / onnx-fp32 after `policytag export-onnx`."),
+    backend: Runtime = typer.Option(Runtime.torch, help="torch, or onnx (int8) / onnx-fp32 after `policytag export-onnx`."),
     max_paragraphs: Optional[int] = typer.Option(None, help="Paragraphs per request (env POLICYTAG_MAX_PARAGRAPHS, default 500)."),
     max_chars: Optional[int] = typer.Option(None, help="Characters per paragraph (env POLICYTAG_MAX_CHARS, default 5000)."),
     max_body_bytes: Optional[int] = typer.Option(None, help="Request body size (env POLICYTAG_MAX_BODY_BYTES, default 2 MB)."),
@@ -53,9 +55,7 @@ def serve(
     if not (model / "policytag.json").exists():
         typer.echo(f"error: {model}: not a policytag model directory (no policytag.json)", err=True)
         raise typer.Exit(2)
-    if backend not in ("torch", "onnx", "onnx-fp32"):
-        typer.echo("error: --backend must be torch, onnx or onnx-fp32", err=True)
-        raise typer.Exit(2)
+    backend = backend.value
     token = os.environ.get("POLICYTAG_API_TOKEN") or None
     if token is None:
         where = f"{host}:{port}"
