@@ -173,7 +173,7 @@ def test_train_out_on_the_export_itself_keeps_the_export(tmp_path, small_export)
 
 # ==== 2. one poisoned request fails everyone batched with it =====================================
 class _PickyTagger:
-    def predict_proba(self, texts):
+    def predict_proba(self, texts, titles=None):
         if any("POISON" in t for t in texts):
             raise ValueError("cannot tokenize")
         return np.array([[len(t)] for t in texts], dtype=np.float32)
