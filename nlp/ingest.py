@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from .metadata import FIELDS, derive, is_sidecar, load_sidecar, parse_metadata
+from .metadata import FIELDS, is_sidecar, load_sidecar, merge_metadata, parse_metadata
 from .readers import SUFFIXES, Document, UnreadableFile, read_document
 from .segment import normalize_text, segment, split_sentences
 
@@ -132,15 +132,10 @@ def _records(doc: Document, unit: str, sidecar: dict) -> list[dict]:
         pieces = [(s.start, s.end, s.is_heading) for s in spans]
     # A table row is a piece of a document, not a whole one: its header can't be parsed.
     parsed = {} if doc.from_table else parse_metadata([doc.text[s:e] for s, e, _ in pieces])
+    if not parsed.get("title") and doc.meta.get("html_title"):
+        parsed = {**parsed, "title": doc.meta["html_title"]}
     given = {k: doc.meta.get(k) for k in FIELDS if doc.meta.get(k) not in (None, "")}
-    meta = {**dict.fromkeys(FIELDS), **{k: v for k, v in parsed.items() if v is not None}, **given, **sidecar}
-    if not meta.get("title") and doc.meta.get("html_title"):
-        meta["title"] = doc.meta["html_title"]
-    # Derived fields follow the stated ones: re-derive unless they were given explicitly.
-    for key in ("year", "level", "nature"):
-        if key not in given and key not in sidecar:
-            meta[key] = None
-    meta.update(derive(meta))
+    meta = merge_metadata(parsed, {**given, **sidecar})
     out = []
     for i, (s, e, heading) in enumerate(pieces):
         original = doc.text[s:e]

@@ -208,6 +208,20 @@ def derive(meta: dict) -> dict:
     return out
 
 
+def merge_metadata(parsed: dict, given: dict) -> dict:
+    """One document's metadata: what was parsed from its text, overridden by what the user
+    stated (sidecar, --metadata, API metadata), then year/level/nature derived from the merged
+    fields unless they were stated. Used by `policytag ingest` and the API alike."""
+    given = {k: v for k, v in (given or {}).items() if v not in (None, "")}
+    meta = {**dict.fromkeys(FIELDS), **{k: v for k, v in parsed.items() if v is not None}, **given}
+    # Derived fields follow the stated ones: re-derive unless they were given explicitly.
+    for key in ("year", "level", "nature"):
+        if key not in given:
+            meta[key] = None
+    meta.update(derive(meta))
+    return meta
+
+
 def load_sidecar(path: Path) -> dict[str, dict]:
     """Per-file metadata overrides: a CSV with a `file` column or a JSON {file: {...}} / [{file: ...}]."""
     if path.name.lower().endswith(".meta.json"):  # <file>.meta.json: the fields of that one file

@@ -30,7 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.tagger import Tagger, load_model
-from nlp.metadata import derive, parse_metadata
+from nlp.metadata import merge_metadata, parse_metadata
 from nlp.segment import first_lone_surrogate, has_visible_text, segment
 
 log = logging.getLogger("policytag.serve")
@@ -402,9 +402,7 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
             spans = segment(body.text)
             texts = [body.text[s.start:s.end] for s in spans]
             headings = [s.is_heading for s in spans]
-            parsed = parse_metadata(texts)
-            metadata = {**{k: v for k, v in parsed.items() if v is not None}, **metadata}
-            metadata.update({k: v for k, v in derive(metadata).items() if metadata.get(k) in (None, "")})
+            metadata = merge_metadata(parse_metadata(texts), metadata)  # the same merge as `policytag ingest`
         else:
             texts = [p if isinstance(p, str) else p.text for p in body.paragraphs]
             headings = [False] * len(texts)

@@ -221,3 +221,24 @@ def test_api_fuzz_finds_no_server_errors(server):
     assert not failures, failures
     assert calls.count("/v1/tag") >= 10 and calls.count("/predict") >= 5, calls
     assert poisoned.count("/v1/tag") >= 10 and poisoned.count("/predict") >= 5, poisoned
+
+
+def test_api_and_ingest_merge_metadata_the_same_way(client, tmp_path):
+    """Stated metadata overrides the parsed header, and level/nature/year follow the stated
+    fields on both paths (they once drifted: the API kept the level parsed from the text)."""
+    from nlp.ingest import iter_ingest
+
+    text = "关于推进分级诊疗制度建设的指导意见\n某市卫生健康委员会\n一、推进家庭医生签约服务，引导居民基层首诊。\n"
+    given = {"issuer": "国务院办公厅", "title": "关于推进分级诊疗制度建设的指导意见"}
+    r = client.post("/v1/tag", json={"text": text, "metadata": given}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    api = r.json()["metadata"]
+    doc = tmp_path / "doc.txt"
+    doc.write_text(text, encoding="utf-8")
+    (tmp_path / "metadata.csv").write_text("file,issuer,title\ndoc.txt,国务院办公厅,关于推进分级诊疗制度建设的指导意见\n",
+                                           encoding="utf-8")
+    records = [r for res in iter_ingest([tmp_path]) for r in (res.records or [])]
+    assert records, "ingest read nothing"
+    for key in ("issuer", "title", "level", "nature", "year"):
+        assert api.get(key) == records[0][key], key
+    assert api["level"] == "national"
