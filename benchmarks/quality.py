@@ -1,61 +1,134 @@
-"""Quality benchmark: the fine-tuned encoder vs the TF-IDF baseline (and the int8 ONNX
-export of the encoder) on the same grouped, stratified dev split of an annotated export.
+"""Quality benchmark: candidate recipes against the TF-IDF baseline, K-fold cross-validated
+over documents, every figure out of fold (mean ± sd over folds).
 
     python benchmarks/quality.py [--data ../shared/data/annotations/ihms-train.json]
-                                 [--base-model ../shared/models/m3e-small] [--out runs/bench]
-Prints both metric sets side by side and the training times."""
+        [--schema labels/ihms.yaml] [--base-model ../shared/models/m3e-small] [--folds 5]
+        [--only tfidf,enc-title] [--out runs/bench]
+
+Each recipe's out-of-fold probabilities are cached in --out under a fingerprint of the data and
+its settings, so ensembles of members and threshold policies are compared without training
+again, and an interrupted benchmark picks up where it stopped. Prints a Markdown table
+(written to --out/quality.md too) and training times."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
-from rich.console import Console
+import numpy as np
 
-from labels.export import parse_export
-from labels.schema import load_codebook
-from models.tagger import load_model
-from training.cli import metrics_table
-from training.data import prepare
-from training.metrics import evaluate
-from training.train import TrainConfig, fit
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-HERE = Path(__file__).resolve().parent
+from labels.export import parse_export  # noqa: E402
+from labels.schema import load_codebook  # noqa: E402
+from training import cv  # noqa: E402
+from training.data import prepare  # noqa: E402
+from training.train import TrainConfig  # noqa: E402
+
+# name -> (what it is, TrainConfig settings of its one member). The default recipe is the
+# ensemble of `enc-title` and `tfidf-title` (see ENSEMBLES).
+RECIPES = {
+    "tfidf": ("TF-IDF baseline (paragraph)", dict(model="tfidf", context="none")),
+    "tfidf-title": ("TF-IDF, title + paragraph", dict(model="tfidf", context="title")),
+    "enc-today": ("encoder, previous default: 6 epochs, paragraph only", dict(model="encoder", context="none", epochs=6)),
+    "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3)),
+    "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3)),
+    "enc-title-codebook": ("encoder as enc-title, head started from codebook cue words",
+                           dict(model="encoder", context="title", epochs=3, label_init="codebook")),
+}
+# ensembles: name -> [(recipe, weight)]; probabilities averaged
+ENSEMBLES = {
+    "ens: enc-3ep + tfidf": [("enc-3ep", 0.5), ("tfidf", 0.5)],
+    "ens: enc-title + tfidf": [("enc-title", 0.5), ("tfidf", 0.5)],
+    "ens: enc-title + tfidf-title (default)": [("enc-title", 0.5), ("tfidf-title", 0.5)],
+    "ens: enc-today + tfidf": [("enc-today", 0.5), ("tfidf", 0.5)],
+    "ens: enc-title-codebook + tfidf-title": [("enc-title-codebook", 0.5), ("tfidf-title", 0.5)],
+}
+
+
+def fingerprint(data, cfg: TrainConfig, k: int) -> str:
+    h = hashlib.sha256()
+    for t, title in zip(data.texts, data.titles):
+        h.update(f"{title}\t{t}\n".encode("utf-8", "surrogatepass"))
+    h.update(data.y.tobytes())
+    h.update(json.dumps({**asdict(cfg), "data": [], "k": k}, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def run_recipe(name: str, data, book, k: int, base_model: str, out: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """OOF probabilities, folds and training seconds of one recipe (cached)."""
+    settings = RECIPES[name][1]
+    cfg = TrainConfig(base_model=base_model if settings["model"] != "tfidf" else "", **settings)
+    cache = out / f"oof-{name}-{fingerprint(data, cfg, k)}.npz"
+    if cache.exists():
+        saved = np.load(cache)
+        return saved["probs"], saved["fold"], float(saved["seconds"])
+    start = time.time()
+    run = cv.cross_validate(data, book, cfg, k)
+    seconds = time.time() - start
+    probs = run.probs[cfg.members[0]]
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, probs=probs, fold=run.fold, seconds=seconds)
+    return probs, run.fold, seconds
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(HERE.parent.parent / "shared/data/annotations/ihms-train.json"))
-    ap.add_argument("--base-model", default=str(HERE.parent.parent / "shared/models/m3e-small"))
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/data/annotations/ihms-train.json"))
+    ap.add_argument("--schema", default=None, help="codebook YAML (default: the shipped IHMS codebook)")
+    ap.add_argument("--base-model", default=str(ROOT.parent / "shared/models/m3e-small"))
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--only", default="", help="comma-separated recipes to run (default: all); ensembles of them follow")
     ap.add_argument("--out", default="runs/bench")
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=13)
     args = ap.parse_args()
-    console = Console()
-    book = load_codebook()
-    examples, report = parse_export(args.data, book)
-    data = prepare(examples, book, 0.2, args.seed)  # one split for every model
-    console.print(data.summary)
-    out = Path(args.out)
-    results, times = {}, {}
-    for name, kwargs in (("tfidf", {"baseline": "tfidf"}), ("m3e-small", {"base_model": args.base_model})):
-        cfg = TrainConfig(epochs=args.epochs, seed=args.seed, data=[args.data], schema=str(book.path), **kwargs)
-        start = time.time()
-        r = fit(data, book, cfg, out / name, report)
-        times[name] = time.time() - start
-        results[name] = r["metrics"]
-    from models.onnx import export_onnx
+    from rich.console import Console
 
-    export_onnx(out / "m3e-small")
-    int8 = load_model(out / "m3e-small", backend="onnx")
-    dev_texts = [data.texts[i] for i in data.dev_idx]
-    results["m3e-small int8"] = evaluate(book, book.flat_labels, data.y[data.dev_idx], int8.decide(int8.predict_proba(dev_texts)))
-    console.print(metrics_table(results, f"dev split: {len(data.dev_idx)} paragraphs (thresholds tuned on it, same for all)"))
-    for name, seconds in times.items():
-        console.print(f"training time {name}: {seconds:.0f} s")
-    gain = results["m3e-small"]["dimensions"]["tool"]["macro_f1"] - results["tfidf"]["dimensions"]["tool"]["macro_f1"]
-    console.print(f"tools macro-F1: m3e-small {results['m3e-small']['dimensions']['tool']['macro_f1']:.3f} vs "
-                  f"tfidf {results['tfidf']['dimensions']['tool']['macro_f1']:.3f} ({gain:+.3f})")
+    console = Console()
+    book = load_codebook(args.schema)
+    examples, _ = parse_export(args.data, book)
+    data = prepare(examples, book)
+    console.print(f"{data.summary}; {args.folds}-fold cross-validation over documents")
+    out = Path(args.out)
+    names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
+    probs, seconds, fold = {}, {}, None
+    for name in names:
+        console.print(f"[bold]{name}[/bold]: {RECIPES[name][0]}")
+        probs[name], f, seconds[name] = run_recipe(name, data, book, args.folds, args.base_model, out)
+        assert fold is None or np.array_equal(fold, f), "recipes must share folds"
+        fold = f
+    results = {}
+    for name in names:
+        results[name] = cv.cross_fitted_metrics(book, data.y, probs[name], fold, model=name)
+    for name, parts in ENSEMBLES.items():
+        if all(p in probs for p, _ in parts):
+            mix = sum(w * probs[p] for p, w in parts) / sum(w for _, w in parts)
+            results[name] = cv.cross_fitted_metrics(book, data.y, mix, fold, model=name)
+            results[name + ", flat 0.5"] = cv.cross_fitted_metrics(book, data.y, mix, fold, model=name, thresholds="flat")
+    table = cv.markdown_table(results)
+    console.print(table, markup=False, highlight=False)
+    lines = [f"{name}: {s:.0f} s for {args.folds} folds" for name, s in seconds.items()]
+    console.print("\n".join(["training time (all folds):", *lines]))
+    base = results.get("tfidf")
+    if base:
+        dims = list(base["cv"]["mean"]["dimensions"])
+        for name, r in results.items():
+            if name == "tfidf":
+                continue
+            gains = {d: r["cv"]["mean"]["dimensions"][d]["micro_f1"] - base["cv"]["mean"]["dimensions"][d]["micro_f1"] for d in dims}
+            tool = dims[0]
+            macro = r["cv"]["mean"]["dimensions"][tool]["macro_f1"] - base["cv"]["mean"]["dimensions"][tool]["macro_f1"]
+            console.print(f"{name} vs tfidf: {tool} macro-F1 {macro:+.3f}; micro-F1 " +
+                          ", ".join(f"{d} {g:+.3f}" for d, g in gains.items()))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.md").write_text(f"# {args.folds}-fold CV over documents, {data.summary}\n\n{table}\n\n" +
+                                    "\n".join(lines) + "\n", encoding="utf-8")
+    (out / "quality.json").write_text(json.dumps({n: {k: v for k, v in r.items() if k != "dimensions"} | {"cv": r["cv"]}
+                                                  for n, r in results.items()}, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":
