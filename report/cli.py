@@ -1,4 +1,5 @@
-"""`policytag report`: the 6D paper's Tables 1–12 for a tagged corpus, optionally beside the paper or another corpus."""
+"""`policytag report`: the 6D paper's Tables 1–12 for a tagged corpus (for the medsec codebook, the medical-security
+study's tables), optionally beside the published figures or another corpus."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,7 +35,8 @@ def report(
     schema: Optional[Path] = typer.Option(None, "--schema", help="Codebook YAML (default: shipped IHMS)."),
     compare: Optional[str] = typer.Option(
         None, "--compare",
-        help="'paper': put the paper's published distribution beside this corpus's; or another tags file "
+        help="'paper': put the published distribution of the codebook's study beside this corpus's (IHMS: the 6D "
+             "paper; medsec: the Shanghai medical-security study's Table 1 and objectives); or another tags file "
              "(e.g. one province vs national documents, or two periods). Differences in percentage points."),
     year_bins: str = typer.Option(
         "paper", "--year-bins",
@@ -42,9 +44,11 @@ def report(
              "per year), 'years' (one per year), or upper edges like 2015,2018."),
     charts: bool = typer.Option(True, help="Draw PNG charts (Chinese labels; the font comes with the mplfonts package)."),
 ) -> None:
-    """The 6D paper's Tables 1-12 (numbered and laid out as published) and extra views, for any tagged corpus."""
+    """The 6D paper's Tables 1-12 (numbered and laid out as published) and extra views, for any tagged corpus;
+    with the medsec codebook, the medical-security study's Table 1 and objectives, then level, nature and year tables."""
     from labels.cli import load_or_exit
 
+    from . import medsec
     from .compare import compare_all, compare_with_paper
     from .render import FontMissing, write_report
     from .sixd import YearBins, build_tables, corpus
@@ -58,9 +62,13 @@ def report(
     frame = _read(tags, book)
     tables = build_tables(frame, book, bins)
     c = corpus(frame, book)
+    study = medsec.applies(book)
     intro = (f"{frame['doc_id'].nunique()} documents, {len(frame)} paragraphs ({len(c.coded)} coded) from {tags.name}; "
-             f"codebook {book.name}. Tables 1-12 are numbered and counted as in Yu, Wang & You (JMIR 2024); "
-             "extra views follow them.")
+             f"codebook {book.name}. " + (
+                 "Table 1 follows the layout of Table 1 of the Shanghai multi-level medical-security study and Table 2 "
+                 "its objectives distribution; Tables 3-10 (level, nature, release year) are not in the study; "
+                 "extra views follow them." if study else
+                 "Tables 1-12 are numbered and counted as in Yu, Wang & You (JMIR 2024); extra views follow them."))
     notes: list[str] = []
     comparisons = {}
     if compare:
@@ -73,11 +81,15 @@ def report(
             comparisons = compare_all(tables, other, tags.name, name)
         if not comparisons:
             err.print(f"[yellow]nothing to compare with {compare}[/yellow]")
-    omitted = [f"Table {n}" for n in range(1, 13) if f"Table {n}" not in tables]
-    if omitted:
-        notes.append(f"Not produced for codebook {book.name} (it lacks the dimension they need): {', '.join(omitted)}.")
+    if study:
+        notes += medsec.omitted(c)
+    else:
+        omitted = [f"Table {n}" for n in range(1, 13) if f"Table {n}" not in tables]
+        if omitted:
+            notes.append(f"Not produced for codebook {book.name} (it lacks the dimension they need): {', '.join(omitted)}.")
     try:
-        written = write_report(tables, out, comparisons, charts=charts, intro=intro, notes=notes)
+        written = write_report(tables, out, comparisons, charts=charts, intro=intro, notes=notes,
+                               **({"heading": medsec.HEADING, "source": medsec.SOURCE} if study else {}))
     except FontMissing as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
@@ -105,6 +117,6 @@ def report(
             out_console.print(ct)
     for note in notes:
         err.print(f"[yellow]{note}[/yellow]")
-    err.print(f"{sum(1 for t in tables.values() if t.number)} paper tables + {sum(1 for t in tables.values() if not t.number)} "
+    err.print(f"{sum(1 for t in tables.values() if t.number)} {'study' if study else 'paper'} tables + {sum(1 for t in tables.values() if not t.number)} "
               f"extra views{f', {len(comparisons)} comparisons' if comparisons else ''} → {out}: {len(written['csv'])} CSV, "
               f"{len(written['png'])} PNG, {written['xlsx'][0].name}, {written['html'][0].name}")

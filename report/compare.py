@@ -101,7 +101,12 @@ def paper_reference(book: Codebook, bins: YearBins) -> tuple[dict[str, Table], d
 
 def compare_with_paper(ours: dict[str, Table], book: Codebook, bins: YearBins,
                        ours_name: str) -> tuple[dict[str, Comparison], list[str]]:
-    """Comparisons with the paper, and notes on the tables that could not be compared."""
+    """Comparisons with the codebook's published study (the 6D paper; for medsec the Shanghai medical-security
+    study, report/medsec.py), and notes on the tables that could not be compared."""
+    from . import medsec
+
+    if medsec.applies(book):
+        return medsec.compare_with_study(ours, book, ours_name)
     reference, why = paper_reference(book, bins)
     comparisons = compare_all(ours, reference, ours_name, PAPER)
     for c in comparisons.values():

@@ -207,7 +207,7 @@ def _evolution_chart(t: Table) -> plt.Figure:
 
 
 def chart(t: Table) -> plt.Figure:
-    if t.key in ("Table 11", "Table 12"):
+    if t.timeline:
         fig = _evolution_chart(t)
     elif t.layout == "dist":
         fig = _dist_chart(t)
@@ -268,8 +268,10 @@ def _write_sheet(writer, sheet: str, heading: str, frame: pd.DataFrame, notes: l
 
 
 def write_report(tables: dict[str, Table], out_dir: Path, comparisons: dict[str, Comparison] | None = None,
-                 charts: bool = True, intro: str = "", notes: list[str] | None = None) -> dict[str, list[Path]]:
-    """All files of the report, each written atomically; returns them by kind."""
+                 charts: bool = True, intro: str = "", notes: list[str] | None = None,
+                 heading: str = "6D policy report 政策文本六维分析", source: str = "the paper") -> dict[str, list[Path]]:
+    """All files of the report, each written atomically; returns them by kind. `heading` titles the
+    HTML page; `source` names the publication the numbered tables follow."""
     comparisons = comparisons or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[Path]] = {"csv": [], "png": [], "xlsx": [], "html": []}
@@ -315,17 +317,19 @@ def write_report(tables: dict[str, Table], out_dir: Path, comparisons: dict[str,
             return ""
         return f"<img alt='{html.escape(name)}' src='data:image/png;base64,{base64.b64encode(images[name]).decode()}'>"
 
-    parts = ["<!doctype html><html lang='zh'><head><meta charset='utf-8'><title>6D policy report</title>",
+    page_title = re.split(r"\s+(?=[\u4e00-\u9fff])", heading)[0]  # the part before the Chinese
+    parts = ["<!doctype html><html lang='zh'><head><meta charset='utf-8'>"
+             f"<title>{html.escape(page_title)}</title>",
              "<style>body{font-family:'Noto Sans CJK SC','WenQuanYi Micro Hei','Microsoft YaHei',sans-serif;margin:2em;"
              "max-width:1200px}table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;"
              "padding:3px 8px;text-align:right}th:first-child,td:first-child{text-align:left;white-space:pre}"
              "img{max-width:100%}.note{font-size:12px;color:#555;margin:.2em 0}h3{font-size:15px}</style></head><body>",
-             "<h1>6D policy report 政策文本六维分析</h1>", f"<p>{html.escape(intro)}</p>"]
+             f"<h1>{html.escape(heading)}</h1>", f"<p>{html.escape(intro)}</p>"]
     parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes or []]
     extra_started = False
     for key, t in tables.items():
         if t.number is None and not extra_started:
-            parts.append("<h1>Extra views, not in the paper 附加视图</h1>")
+            parts.append(f"<h1>Extra views, not in {html.escape(source)} 附加视图</h1>")
             extra_started = True
         parts.append(f"<h2 id='{_slug(key)}'>{html.escape(key)}. {html.escape(t.title)}</h2>")
         parts.append(t.display().to_html(border=0))

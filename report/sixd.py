@@ -12,8 +12,9 @@ Conventions (read off the published tables; see ../shared/reference/paper-6d-tab
   year, column % with n per column (paragraphs with an orientation there); Table 12 has a Total
   column. A zero cell in a sub-tool or orientation row reads "N/A", as in the paper.
 Label names and groups come from the codebook; a table whose dimension the codebook lacks
-(e.g. no stakeholder in the medsec codebook) is omitted. Extra views the paper lacks come after
-Table 12 as "Extra A", "Extra B", ….
+(e.g. no stakeholder in a codebook of your own) is omitted. Extra views the paper lacks come after
+Table 12 as "Extra A", "Extra B", …. The medsec codebook has its own study and tables
+(report/medsec.py); `build_tables` picks the layout from the codebook.
 """
 from __future__ import annotations
 
@@ -34,6 +35,9 @@ NATURE_NAMES = {"planning": "规划类 Planning policy", "detailed_regulation": 
                 UNKNOWN: UNKNOWN_NAME}
 # Tables 7 and 8 of the paper put provincial and municipal documents in one column.
 PAPER_LEVEL_MERGE = {"provincial": "provincial_municipal", "municipal": "provincial_municipal"}
+# Category order when a codebook declares no `metadata` (the canonical medsec codebook has none).
+DEFAULT_METADATA = {"level": ["national", "provincial", "municipal", "shanghai"],
+                    "nature": ["planning", "detailed_regulation"]}
 # The dimensions the paper's tables are about (codebook dimension ids).
 TOOL, STAKEHOLDER, ORIENTATION = "tool", "stakeholder", "orientation"
 TOTAL_NAME, GRAND_NAME = "合计 Total", "总计 Grand total"
@@ -110,6 +114,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     number: int | None = None
     dimension: str | None = None   # the label dimension of the rows, for charts
+    timeline: bool = False         # columns are release years: drawn as lines over time (the paper's Figure 4)
 
     def percent(self, i: int, j: int) -> float | None:
         base = self.bases[i][j]
@@ -234,6 +239,11 @@ def corpus(frame: pd.DataFrame, book: Codebook) -> Corpus:
 
 
 # -- building blocks ------------------------------------------------------------------------------
+def meta_order(book: Codebook, column: str) -> list[str]:
+    """The categories of a metadata column in table order: the codebook's, else the defaults."""
+    return list((book.metadata or {}).get(column) or DEFAULT_METADATA.get(column, []))
+
+
 def _meta_categories(values: list, order: list[str], names: dict, merge: dict | None = None) -> list[tuple[str, str]]:
     """(key, display name) of a metadata column: the codebook's values in its order (all of them,
     so layouts stay comparable), then any others, then 'unknown' if present."""
@@ -261,6 +271,23 @@ def tool_structure(book: Codebook, dim: str) -> list[tuple[str | None, list]]:
     if d.groups:
         return [(g, list(g.labels)) for g in d.groups]
     return [(None, list(d.labels))]
+
+
+def tool_codes_table(book: Codebook, coded: pd.DataFrame, key: str, number: int, title: str, notes: list[str],
+                     dim: str = TOOL) -> Table:
+    """Tool codes in codebook order: a line per group with its summed n, its sub-tools under it;
+    every % is over all tool codes (the paper's Table 3, the medsec study's Table 1)."""
+    codes = Counter(l for ls in coded[dim] for l in ls)
+    n_codes = sum(codes.values())
+    entries = []
+    for group, labels in tool_structure(book, dim):
+        if group is not None:
+            entries.append((name_of(group), "group", sum(codes.get(l.id, 0) for l in labels)))
+        entries += [(name_of(l), "label", codes.get(l.id, 0)) for l in labels]
+    t = dist_table(key, title.format(n=n_codes), name_of(book.dimension(dim)), "政策工具 Policy tools", entries,
+                   n_codes, notes, number, sort=False, dimension=dim)
+    t.row_n = [e[2] if e[1] == "group" else None for e in entries]
+    return t
 
 
 def row_table(key, title, book, dim, pairs: Counter, columns: list[tuple[str, str]], notes, number=None) -> Table:
@@ -314,14 +341,13 @@ def paper_tables(c: Corpus, bins: YearBins | None = None) -> dict[str, Table]:
     """Table 1 … Table 12 in the paper's layout; tables whose dimension the codebook lacks are omitted."""
     bins = bins or YearBins()
     book, coded = c.book, c.coded
-    meta = book.metadata or {}
     dims = set(book.dimension_ids)
     n_coded, n_uncoded = len(coded), int((~c.paragraphs["coded"]).sum())
     unit = (f"n = coded paragraphs (the paper's 'policy texts': at least one label in any dimension); "
             f"{n_uncoded} paragraphs without any label (titles, formulas) are not counted.")
-    levels = _meta_categories(list(coded["level"]), list(meta.get("level") or []), LEVEL_NAMES)
-    natures = _meta_categories(list(coded["nature"]), list(meta.get("nature") or []), NATURE_NAMES)
-    merged = _meta_categories(list(coded["level"]), list(meta.get("level") or []), LEVEL_NAMES, PAPER_LEVEL_MERGE)
+    levels = _meta_categories(list(coded["level"]), meta_order(book, "level"), LEVEL_NAMES)
+    natures = _meta_categories(list(coded["nature"]), meta_order(book, "nature"), NATURE_NAMES)
+    merged = _meta_categories(list(coded["level"]), meta_order(book, "level"), LEVEL_NAMES, PAPER_LEVEL_MERGE)
     merged_level = coded["level"].map(lambda v: PAPER_LEVEL_MERGE.get(v, v))
     merge_note = ("Provincial and municipal documents are merged into one column, as in the paper."
                   if any(k == "provincial_municipal" for k, _ in merged) else "")
@@ -339,19 +365,10 @@ def paper_tables(c: Corpus, bins: YearBins | None = None) -> dict[str, Table]:
         [unit, *_unknown_note(coded["nature"], "nature")], 2)
 
     if TOOL in dims:
-        codes = Counter(l for ls in coded[TOOL] for l in ls)
-        n_codes = sum(codes.values())
-        entries = []
-        for group, labels in tool_structure(book, TOOL):
-            if group is not None:
-                entries.append((name_of(group), "group", sum(codes.get(l.id, 0) for l in labels)))
-            entries += [(name_of(l), "label", codes.get(l.id, 0)) for l in labels]
-        t = dist_table("Table 3", f"Distribution of policy tools (n={n_codes}) 政策工具分布", name_of(book.dimension(TOOL)),
-                       "政策工具 Policy tools", entries, n_codes,
-                       ["n = tool codes: a paragraph with k sub-tools counts k times; a group's n is the sum of its "
-                        "sub-tool codes; every % is over all tool codes, as in the paper."], 3, sort=False, dimension=TOOL)
-        t.row_n = [e[2] if e[1] == "group" else None for e in entries]
-        tables["Table 3"] = t
+        tables["Table 3"] = tool_codes_table(
+            book, coded, "Table 3", 3, "Distribution of policy tools (n={n}) 政策工具分布",
+            ["n = tool codes: a paragraph with k sub-tools counts k times; a group's n is the sum of its "
+             "sub-tool codes; every % is over all tool codes, as in the paper."])
 
     if STAKEHOLDER in dims:
         codes = Counter(l for ls in coded[STAKEHOLDER] for l in ls)
@@ -391,6 +408,7 @@ def paper_tables(c: Corpus, bins: YearBins | None = None) -> dict[str, Table]:
         pairs = Counter((l, ck) for ls, ck in zip(coded[TOOL], column) for l in ls)
         t = row_table(key, "", book, TOOL, pairs, columns, notes + [row_note], number)
         t.title = title.format(n=t.row_n[-1])
+        t.timeline = number == 11
         tables[key] = t
 
     def orientation_by(key, number, title, column: pd.Series, columns, notes, total_column=False):
@@ -430,19 +448,21 @@ def paper_tables(c: Corpus, bins: YearBins | None = None) -> dict[str, Table]:
         orientation_by("Table 12", 12, f"2D distribution of policy orientations and release time (n={oriented_n}) "
                        "政策导向×发布时间", years12.map(lambda b: b[1]), year_columns(years12),
                        [f"{bins.describe(12).capitalize()}.", *_unknown_note(coded["year"], "year")], total_column=True)
+        tables["Table 12"].timeline = True
     for t in tables.values():
         t.notes = [n for n in t.notes if n]
     return tables
 
 
 # -- extra views the paper lacks ------------------------------------------------------------------
-def extra_tables(c: Corpus) -> dict[str, Table]:
+def extra_tables(c: Corpus, covered: tuple[str, ...] = (TOOL, STAKEHOLDER, ORIENTATION),
+                 source: str = "the paper") -> dict[str, Table]:
+    """Views `source` lacks; a distribution for each dimension the numbered tables do not cover."""
     book, docs, coded = c.book, c.docs, c.coded
-    meta = book.metadata or {}
     n_docs = len(docs)
     extras: dict[str, Table] = {}
     letters = iter("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-    mark = "Extra view, not in the paper."
+    mark = f"Extra view, not in {source}."
 
     def add(table: Table) -> None:
         key = f"Extra {next(letters)}"
@@ -451,7 +471,7 @@ def extra_tables(c: Corpus) -> dict[str, Table]:
 
     for col, names, what in (("level", LEVEL_NAMES, "政策层级 Policy level"), ("nature", NATURE_NAMES, "政策性质 Policy nature")):
         counts = Counter(docs[col])
-        cats = _meta_categories(list(docs[col]), list(meta.get(col) or []), names)
+        cats = _meta_categories(list(docs[col]), meta_order(book, col), names)
         add(dist_table("", f"Documents per {what.split(' ', 1)[1].lower()} 文件数×{what.split(' ')[0]}", what, "文件 Documents",
                        [(name, "label", counts.get(k, 0)) for k, name in cats], n_docs,
                        [mark + " n = documents (the paper's Tables 1–2 count paragraphs)."]))
@@ -459,9 +479,10 @@ def extra_tables(c: Corpus) -> dict[str, Table]:
     entries = [(str(y), "label", years[y]) for y in sorted(k for k in years if k != UNKNOWN)]
     if years.get(UNKNOWN):
         entries.append((UNKNOWN_NAME, "label", years[UNKNOWN]))
-    add(dist_table("", "Documents per release year 文件数×发布年份 (the paper's Figure 3)", "发布年份 Release year",
-                   "文件 Documents", entries, n_docs, [mark + " The paper shows this distribution as its Figure 3."],
-                   sort=False))
+    figure = " (the paper's Figure 3)" if source == "the paper" else ""
+    add(dist_table("", f"Documents per release year 文件数×发布年份{figure}", "发布年份 Release year",
+                   "文件 Documents", entries, n_docs,
+                   [mark + (" The paper shows this distribution as its Figure 3." if figure else "")], sort=False))
     # How many labels coded paragraphs carry per dimension: where this corpus departs from one-code-per-paragraph.
     bands = ["0", "1", "2", "3+"]
     rows, counts = [], []
@@ -472,10 +493,11 @@ def extra_tables(c: Corpus) -> dict[str, Table]:
     n = len(coded)
     add(Table("", "Labels per coded paragraph 每段标签数 (multi-label notes)", "row", "维度 Dimension", rows,
               ["label"] * len(rows), [f"{b} labels" for b in bands], counts, [[n] * 4 for _ in rows], [n] * len(rows),
-              [None] * 4, [mark + " Row % of the coded paragraphs with 0, 1, 2 or 3+ labels in each dimension; "
-                                  "the paper coded one orientation per paragraph."]))
+              [None] * 4, [mark + " Row % of the coded paragraphs with 0, 1, 2 or 3+ labels in each dimension"
+                                  + ("; the paper coded one orientation per paragraph." if ORIENTATION in book.dimension_ids
+                                     and source == "the paper" else ".")]))
     for d in book.dimensions:
-        if d.id in (TOOL, STAKEHOLDER, ORIENTATION):
+        if d.id in covered:
             continue
         codes = Counter(l for ls in coded[d.id] for l in ls)
         add(dist_table("", f"Distribution of {d.en.lower()} {d.zh}分布", name_of(d), "编码 Codes",
@@ -489,6 +511,11 @@ def extra_tables(c: Corpus) -> dict[str, Table]:
 
 
 def build_tables(frame: pd.DataFrame, book: Codebook, bins: YearBins | None = None) -> dict[str, Table]:
-    """The paper's Table 1 … Table 12 (those the codebook allows), then the extra views."""
+    """The numbered tables of the codebook's study, then the extra views: the 6D paper's Table 1 …
+    Table 12 (those the codebook allows), or for the medsec codebook the Shanghai study's (report/medsec.py)."""
+    from . import medsec  # medsec builds on this module
+
     c = corpus(frame, book)
+    if medsec.applies(book):
+        return {**medsec.study_tables(c, bins), **extra_tables(c, medsec.COVERED, medsec.SOURCE)}
     return {**paper_tables(c, bins), **extra_tables(c)}

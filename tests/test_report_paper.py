@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
@@ -26,6 +27,9 @@ from conftest import shared_path
 
 BOOK = load_codebook()
 MEDSEC = load_codebook(BOOK.path.with_name("medsec.yaml"))
+# A codebook of one's own without stakeholder or orientation (medsec's dimensions, another name): it gets
+# the 6D layout; the medsec codebook itself gets its study's tables (tests/test_medsec.py).
+OWN = replace(MEDSEC, name="own")
 runner = CliRunner()
 
 # (table, row, column) -> (what the paper prints, the correct figure, why). A group's Total row is
@@ -259,29 +263,31 @@ def test_year_bins():
 
 
 def test_codebook_without_stakeholder_or_orientation_omits_those_tables():
-    tool = MEDSEC.dimension("tool").label_ids
-    objective = MEDSEC.dimension("objective").label_ids
+    tool = OWN.dimension("tool").label_ids
+    objective = OWN.dimension("objective").label_ids
     frame = pd.DataFrame({"doc_id": ["a", "a", "b"], "level": ["national", "national", "shanghai"],
                           "nature": ["planning"] * 3, "year": [2019, 2019, 2021],
                           "tool": [[tool[0]], [tool[1], tool[2]], []], "objective": [[objective[0]], [], [objective[1]]]})
-    t = build_tables(frame, MEDSEC)
+    t = build_tables(frame, OWN)
     assert [k for k in t if k.startswith("Table")] == ["Table 1", "Table 2", "Table 3", "Table 7", "Table 9", "Table 11"]
     assert any(k.startswith("Extra") and "objective" in v.title.lower() for k, v in t.items())
-    assert t["Table 3"].row_n[0] is not None  # medsec's tool groups come from its codebook
+    assert t["Table 3"].row_n[0] is not None  # the tool groups come from the codebook
 
 
-def test_report_cli_with_the_medsec_codebook_and_compare_paper(tmp_path):
-    tool, objective = MEDSEC.dimension("tool").label_ids, MEDSEC.dimension("objective").label_ids
+def test_report_cli_with_a_codebook_of_ones_own_and_compare_paper(tmp_path):
+    tool, objective = OWN.dimension("tool").label_ids, OWN.dimension("objective").label_ids
+    schema = tmp_path / "own.yaml"
+    schema.write_text(MEDSEC.path.read_text(encoding="utf-8").replace("schema: medsec", "schema: own"), encoding="utf-8")
     rows = [{"doc_id": "a", "level": "national", "nature": "planning", "year": 2019, "tool": [tool[0]], "objective": [objective[0]]},
             {"doc_id": "b", "level": "shanghai", "nature": "planning", "year": 2021, "tool": [tool[1]], "objective": []}]
     tags = tmp_path / "med.jsonl"
     tags.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     out = tmp_path / "report"
-    result = runner.invoke(app, ["report", str(tags), "--out", str(out), "--schema", str(MEDSEC.path),
+    result = runner.invoke(app, ["report", str(tags), "--out", str(out), "--schema", str(schema),
                                  "--compare", "paper", "--no-charts"])
     assert result.exit_code == 0, result.output
-    assert "Not produced for codebook medsec" in result.output and "Table 4" in result.output
-    assert "Not compared with the paper (codebook medsec lacks the paper's labels): Table 3" in " ".join(result.output.split())
+    assert "Not produced for codebook own" in result.output and "Table 4" in result.output
+    assert "Not compared with the paper (codebook own lacks the paper's labels): Table 3" in " ".join(result.output.split())
     assert (out / "table_01_vs_paper.csv").exists() and not (out / "table_03_vs_paper.csv").exists()
 
 
