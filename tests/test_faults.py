@@ -40,6 +40,11 @@ def cli(*args, env=None):
     return result
 
 
+def said(output: str, phrase: str) -> bool:
+    """`phrase` is in the output, however a console wrapped it."""
+    return "".join(phrase.split()) in "".join(output.split())
+
+
 def error_lines(output: str) -> list[str]:
     return [line for line in output.splitlines() if line.startswith("error:")]
 
@@ -157,7 +162,7 @@ def test_train_out_on_a_folder_that_is_not_a_model_keeps_its_files(tmp_path, sma
     before = tree(mine)
     result = cli("train", "--baseline", "tfidf", "--data", small_export, "--out", mine)
     assert tree(mine) == before
-    assert result.exit_code == 2 and "not a policytag model folder" in result.output, result.output
+    assert result.exit_code == 2 and said(result.output, "not a policytag model folder"), result.output
 
 
 @pytest.mark.xfail(reason="wired by training owner", strict=False)
@@ -168,7 +173,7 @@ def test_train_out_on_the_export_itself_keeps_the_export(tmp_path, small_export)
     result = cli("train", "--baseline", "tfidf", "--data", export, "--out", export)
     assert export.is_file() and export.read_bytes() == before
     assert not (tmp_path / ".export.json.old").exists()
-    assert result.exit_code == 2 and "is a file" in result.output, result.output
+    assert result.exit_code == 2 and said(result.output, "is a file"), result.output
 
 
 # ==== 2. one poisoned request fails everyone batched with it =====================================
@@ -424,8 +429,8 @@ def test_predict_bad_out_fails_before_tagging_and_leaves_nothing(tmp_path, tfidf
 def test_evaluate_bad_output(tmp_path, tfidf_model, small_export, which):
     out, message = _bad_outputs(tmp_path, "m.json")[which]
     result = cli("evaluate", "--model", tfidf_model, "--data", small_export, "--output", out)
-    assert result.exit_code == 2 and message in result.output, result.output
-    assert len(error_lines(result.output)) == 1
+    assert result.exit_code == 2 and said(result.output, message), result.output
+    assert not out.is_file() or out.read_text(encoding="utf-8") == "x"
 
 
 def test_read_only_out_folder(tmp_path, tfidf_model, paragraphs):
