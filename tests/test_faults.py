@@ -153,7 +153,6 @@ def test_check_model_out_dir(tmp_path):
     assert not (tmp_path / "new").exists()  # checking creates nothing
 
 
-@pytest.mark.xfail(reason="wired by training owner", strict=False)
 def test_train_out_on_a_folder_that_is_not_a_model_keeps_its_files(tmp_path, small_export):
     mine = tmp_path / "mine"
     (mine / "sub").mkdir(parents=True)
@@ -165,7 +164,6 @@ def test_train_out_on_a_folder_that_is_not_a_model_keeps_its_files(tmp_path, sma
     assert result.exit_code == 2 and said(result.output, "not a policytag model folder"), result.output
 
 
-@pytest.mark.xfail(reason="wired by training owner", strict=False)
 def test_train_out_on_the_export_itself_keeps_the_export(tmp_path, small_export):
     export = tmp_path / "export.json"
     shutil.copy(small_export, export)
@@ -623,7 +621,6 @@ def test_outputs_honour_the_umask(tmp_path, tfidf_model, paragraphs, umask):
     assert d.stat().st_mode & 0o777 == 0o777 & ~umask
 
 
-@pytest.mark.xfail(reason="wired by training owner", strict=False)
 def test_model_folder_honours_the_umask(tmp_path, small_export):
     old = os.umask(0o022)
     try:

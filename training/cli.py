@@ -16,7 +16,7 @@ from .data import DataError, prepare
 from .train import Interrupted, TrainConfig, fit
 
 out_console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the path length
 
 
 def load_examples(paths: List[Path], book, policy: str = "majority"):

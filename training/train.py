@@ -37,7 +37,7 @@ from models.tagger import (EncoderBackend, EnsembleBackend, Tagger, TfidfBackend
 
 from .metrics import tune_thresholds
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line, whatever the path length
 
 MODELS = ("ensemble", "encoder", "tfidf")
 CONTEXTS = ("title", "none")
@@ -347,6 +347,9 @@ def write_model_dir(out: Path, fill) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         fill(tmp)
+        from nlp.files import apply_umask
+
+        apply_umask(tmp)  # mkdtemp makes 0700: the model folder gets what the user's umask asks for
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
             old.rmdir()
