@@ -480,32 +480,55 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
                 "retrains": state["retrains"], "last_error": state["last_error"]}
 
     def _retrain(project_id: int) -> None:
-        """Export the project, train a new model next to the current one, swap it in."""
+        """Export the project and run `policytag train` on it in a child process (the server
+        keeps answering, and training's memory and threads leave with the process); then load
+        the new model with the runtime being served, swap it in, and remove the model this
+        server had retrained before (never the one it was started with)."""
+        import subprocess
+        import sys
+        import tempfile
+
         try:
-            from labels.export import parse_export
             from labels.studio import connect, export_project
-            from training.data import prepare
-            from training.train import TrainConfig, fit
 
             tagger = current()
             ls = connect(settings.label_studio_url or "", settings.label_studio_api_key or "")
-            examples, report = parse_export(export_project(ls, project_id), tagger.book)
+            tasks = export_project(ls, project_id)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out = settings.model_dir.parent / f"{settings.model_dir.name}-retrained-{stamp}"
-            cfg = TrainConfig(base_model=settings.retrain_base_model or "",
-                              model="ensemble" if settings.retrain_base_model else "tfidf",
-                              data=[f"label-studio project {project_id}"], schema=str(tagger.book.path))
-            fit(prepare(examples, tagger.book), tagger.book, cfg, out, report)
-            if settings.backend != "torch" and cfg.model != "tfidf":
+            with tempfile.TemporaryDirectory(prefix="policytag-retrain-") as work:
+                export = Path(work) / "export.json"
+                export.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+                cmd = [sys.executable, "-m", "policytag", "train", "--data", str(export), "--out", str(out),
+                       "--schema", str(tagger.path / "codebook.yaml")]
+                cmd += (["--base-model", settings.retrain_base_model] if settings.retrain_base_model
+                        else ["--model", "tfidf"])
+                log.info("retraining on %d tasks of Label Studio project %s: %s", len(tasks), project_id, " ".join(cmd))
+                done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TERM": "dumb"})
+            for line in (done.stderr + done.stdout).splitlines():
+                if line.strip():
+                    log.info("retrain: %s", line.rstrip())
+            if done.returncode != 0:
+                tail = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), f"exit code {done.returncode}")
+                raise RuntimeError(f"policytag train failed: {tail.strip()}")
+            if settings.backend != "torch" and (out / "encoder").exists():
                 from models.onnx import export_onnx
 
                 export_onnx(out)  # keep serving the runtime the server was started with
             new = load_model(out, None, settings.backend)
+            previous = state.get("retrained_dir")
             state["tagger"] = new  # one reference assignment: requests see the old or the new model, never a mix
+            state["retrained_dir"] = out
             state["retrains"] += 1
             state["last_error"] = None
+            if previous and previous != settings.model_dir:
+                import shutil
+
+                shutil.rmtree(previous, ignore_errors=True)  # superseded, and made by this server
+            log.info("serving retrained model %s from %s", new.version, out)
         except Exception as exc:
             state["last_error"] = f"{type(exc).__name__}: {exc}"
+            log.error("retrain failed: %s", state["last_error"])
         finally:
             state["retraining"] = False
 
