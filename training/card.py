@@ -54,8 +54,8 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
         m, s = cv["mean"]["dimensions"][dim], cv["sd"]["dimensions"][dim]
         lines.append(f"| {dim} | {m['micro_f1']:.3f} ± {s['micro_f1']:.3f} | {m['macro_f1']:.3f} ± {s['macro_f1']:.3f} "
                      f"| {m['micro_precision']:.3f} | {m['micro_recall']:.3f} |")
-    lines += ["", f"Mean per-label Cohen's kappa: {cv['mean']['kappa_mean']:.3f} ± {cv['sd']['kappa_mean']:.3f} "
-              "(two human coders in the 6D paper: 0.746).", ""]
+    human = " (two human coders in the 6D paper: 0.746)" if book.name == "ihms" else ""
+    lines += ["", f"Mean per-label Cohen's kappa: {cv['mean']['kappa_mean']:.3f} ± {cv['sd']['kappa_mean']:.3f}{human}.", ""]
     if run is not None and len(run.probs) > 1:
         from .cv import cross_fitted_metrics
 

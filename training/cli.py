@@ -208,7 +208,7 @@ def evaluate_cmd(
     if output:
         write_json_atomic(output, metrics)
     if report_path:
-        write_text_atomic(report_path, markdown_report(metrics))
+        write_text_atomic(report_path, markdown_report(metrics, tagger.book))
 
 
 def _cross_validate_cmd(data, k, base_model, baseline, context, epochs, schema, policy, device) -> dict[str, dict]:
@@ -246,9 +246,10 @@ def cv_table(results: dict[str, dict], k: int) -> Table:
     return table
 
 
-def markdown_report(metrics: dict) -> str:
+def markdown_report(metrics: dict, book=None) -> str:
+    human = " (two human coders, 6D paper: 0.746)" if book is None or book.name == "ihms" else ""
     lines = [f"# Evaluation of `{metrics['model']}`", "", f"{metrics['n_paragraphs']} paragraphs; mean per-label "
-             f"kappa {metrics['kappa_mean']:.3f} (two human coders, 6D paper: 0.746).", ""]
+             f"kappa {metrics['kappa_mean']:.3f}{human}.", ""]
     for dim, m in metrics["dimensions"].items():
         lines += [f"## {dim}", "", f"micro-F1 {m['micro_f1']:.3f} · macro-F1 {m['macro_f1']:.3f} · "
                   f"micro-P {m['micro_precision']:.3f} · micro-R {m['micro_recall']:.3f}", "",
