@@ -5,7 +5,8 @@ On tasks with two or more submitted annotations:
 - per-label Cohen's kappa, averaged over annotator pairs (the 6D paper reports the mean, 0.746);
 - Krippendorff's alpha per dimension with MASI distance between label sets;
 - exact-match rate of whole label sets between annotator pairs;
-- the most disputed tasks (largest mean MASI distance between annotators).
+- the most disputed tasks (largest mean MASI distance between annotators), with what each
+  annotator (by email when the export has it) chose.
 """
 from __future__ import annotations
 
@@ -15,6 +16,17 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from .export import ParseReport, annotation_labels, coder_of, task_problem
+
+
+def coder_name(annotation: dict) -> str:
+    """Who annotated, for people: the email when the export carries it (`studio pull` asks for
+    completed_by as an object), else "user <id>"."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        if who.get("email"):
+            return str(who["email"])
+        who = who.get("id")
+    return f"user {who}"
 from .schema import Codebook
 
 PAPER_KAPPA = 0.746
@@ -62,6 +74,7 @@ def agreement(tasks: list[dict], book: Codebook, top: int = 10) -> dict:
     # task id -> annotator -> {dim: set}
     coded: dict[object, dict[object, dict[str, frozenset]]] = {}
     texts = {}
+    names: dict[object, str] = {}  # coder id -> email (exports from `studio pull`) or "user N"
     malformed: dict[str, int] = {}
     for n, task in enumerate(tasks):
         problem = task_problem(task)
@@ -72,6 +85,7 @@ def agreement(tasks: list[dict], book: Codebook, top: int = 10) -> dict:
         by_coder = {}
         for a in sorted(anns, key=lambda a: str(a.get("updated_at") or a.get("created_at") or "")):
             by_coder[coder_of(a)] = {d: frozenset(v) for d, v in annotation_labels(book, a, report).items()}
+            names.setdefault(coder_of(a), coder_name(a))
         if len(by_coder) >= 2:
             task_id = task.get("id")
             task_id = task_id if isinstance(task_id, (int, str)) else f"#{n}"
@@ -81,7 +95,8 @@ def agreement(tasks: list[dict], book: Codebook, top: int = 10) -> dict:
     result = {"tasks_with_two_or_more": len(coded), "paper_kappa_mean": PAPER_KAPPA, "per_label_kappa": {},
               "kappa_mean": None, "alpha_masi": {}, "exact_match": None, "disputed": [],
               "unknown_labels": dict(report.unknown_labels),
-              "malformed_tasks": sum(malformed.values()), "malformed_reasons": malformed}
+              "malformed_tasks": sum(malformed.values()), "malformed_reasons": malformed,
+              "annotators": sorted({names[c] for codings in coded.values() for c in codings})}
     if not coded:
         return result
     coders = sorted({c for codings in coded.values() for c in codings}, key=str)
@@ -116,6 +131,6 @@ def agreement(tasks: list[dict], book: Codebook, top: int = 10) -> dict:
     result["exact_match"] = matches / total if total else None
     disputes.sort(key=lambda x: (-x[0], str(x[1])))
     result["disputed"] = [{"task": t, "distance": round(d, 3), "text": texts[t][:80],
-                           "labels": {str(c): {dim: sorted(v) for dim, v in codings.items()} for c, codings in coded[t].items()}}
+                           "labels": {names[c]: {dim: sorted(v) for dim, v in codings.items()} for c, codings in coded[t].items()}}
                           for d, t in disputes[:top] if d > 0]
     return result

@@ -20,6 +20,8 @@ from nlp.segment import normalize_text
 from .schema import Codebook
 
 POLICIES = ("majority", "latest", "first")
+MODEL_TEXT = "model_text"  # hidden task field: the normalised text the model reads (labels/studio.py)
+USED_NOTE = "tasks with several annotators"  # notes about kept tasks, not about ignored things
 
 
 @dataclass
@@ -42,7 +44,7 @@ class ParseReport:
     def lines(self) -> list[str]:
         out = [f"{self.tasks} tasks -> {self.examples} examples"]
         out += [f"dropped {n} task(s): {why}" for why, n in sorted(self.dropped.items())]
-        out += [f"ignored {n}: {why}" for why, n in sorted(self.notes.items())]
+        out += [f"{n} {why}" if why.startswith(USED_NOTE) else f"ignored {n}: {why}" for why, n in sorted(self.notes.items())]
         out += [f"unknown label {k!r} x{n}" for k, n in self.unknown_labels.most_common()]
         return out
 
@@ -237,6 +239,9 @@ def parse_export(tasks: Iterable[dict] | str | Path, book: Codebook, policy: str
             continue
         data = task.get("data") or {}
         text = data.get(text_field)
+        hidden = data.get(MODEL_TEXT) if text_field == "text" else None
+        if isinstance(hidden, str) and normalize_text(hidden):
+            text = hidden  # annotators saw the document's text; train on what the model reads
         if not isinstance(text, str) or not normalize_text(text):
             report.dropped["no text"] += 1
             continue
@@ -259,8 +264,8 @@ def parse_export(tasks: Iterable[dict] | str | Path, book: Codebook, policy: str
         seen.add(key)
         labels, annotators = resolve_annotators(book, annotations, report, policy)
         if len(annotations) > 1:
-            report.notes[f"tasks with several annotators resolved by {policy}"] += 1
-        meta = {k: v for k, v in data.items() if k != text_field}
+            report.notes[f"{USED_NOTE}: labels resolved by {policy}"] += 1
+        meta = {k: v for k, v in data.items() if k not in (text_field, MODEL_TEXT)}
         examples.append(Example(text=text, labels=labels, meta=meta, annotator=annotators, task_id=task.get("id")))
     report.examples = len(examples)
     return examples, report

@@ -29,8 +29,7 @@ def _client(url, api_key):
     try:
         return connect(url, api_key)
     except StudioError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2)
+        _fail(exc)
 
 
 def _fail(exc) -> None:
@@ -48,16 +47,86 @@ def config(schema: Optional[Path] = SchemaOption) -> None:
 
 @app.command("setup")
 def setup(title: str = TitleOption, schema: Optional[Path] = SchemaOption, url: Optional[str] = UrlOption,
-          api_key: Optional[str] = KeyOption) -> None:
-    """Create the project, or update its labeling config if it exists (never duplicates)."""
-    from .studio import StudioError, setup_project
+          api_key: Optional[str] = KeyOption,
+          overlap: int = typer.Option(2, "--overlap", min=1, help="Annotators per overlapping task (1: no overlap, no agreement)."),
+          overlap_share: float = typer.Option(0.2, "--overlap-share", min=0.01, max=1.0,
+                                              help="Share of tasks labelled by --overlap annotators (the rest by one); "
+                                                   "Label Studio picks them and serves them first.")) -> None:
+    """Create the project, or update its labeling config if it exists (never duplicates), and set
+    Label Studio's overlap so that agreement can be measured in the normal labelling flow."""
+    from .studio import StudioError, set_overlap, setup_project
 
     book = load_or_exit(schema)
     try:
-        pid, created = setup_project(_client(url, api_key), title, book)
+        ls = _client(url, api_key)
+        pid, created = setup_project(ls, title, book)
+        ov = set_overlap(ls, pid, overlap, overlap_share)
     except StudioError as exc:
         _fail(exc)
     out.print(f"{'created' if created else 'updated'} project {title!r} (id {pid}) with codebook {book.name} v{book.version}")
+    if overlap > 1:
+        out.print(f"overlap: {ov['maximum_annotations']} annotators on {ov['overlap_cohort_percentage']}% of tasks "
+                  "(served first), one annotator on the rest")
+    else:
+        out.print("overlap: one annotator per task (no task will have two annotations to compare)")
+
+
+@app.command("token")
+def token(email: str = typer.Option(..., "--email", help="Your Label Studio account."),
+          password: Optional[str] = typer.Option(None, "--password", envvar="LABEL_STUDIO_PASSWORD", show_default=False,
+                                                 help="Account password (env LABEL_STUDIO_PASSWORD; asked for if absent)."),
+          url: Optional[str] = UrlOption) -> None:
+    """Create a personal access token for scripted set-ups and print it (only it, on stdout):
+    `export LABEL_STUDIO_API_KEY=$(policytag studio token --email you@example.org)`."""
+    from .studio import StudioError, create_personal_access_token
+
+    if not url:
+        _fail("set LABEL_STUDIO_URL or pass --url")
+    if password is None:
+        password = typer.prompt("Label Studio password", hide_input=True, err=True)
+    try:
+        print(create_personal_access_token(url, email, password))
+    except StudioError as exc:
+        _fail(exc)
+
+
+@app.command("invite")
+def invite(url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption) -> None:
+    """Print the sign-up link that adds annotators to your Label Studio organisation."""
+    from .studio import StudioError, invite_url
+
+    try:
+        print(invite_url(_client(url, api_key)))
+    except StudioError as exc:
+        _fail(exc)
+
+
+@app.command("connect-backend")
+def connect_backend_cmd(
+        backend_url: str = typer.Option(..., "--backend-url", help="Where `policytag serve` listens, as Label Studio reaches it."),
+        token: Optional[str] = typer.Option(None, "--token", envvar="POLICYTAG_API_TOKEN", show_default=False,
+                                            help="The server's POLICYTAG_API_TOKEN (env POLICYTAG_API_TOKEN). Never printed."),
+        name: str = typer.Option("policytag", "--name", help="The backend's title in Label Studio."),
+        interactive: bool = typer.Option(True, "--interactive/--no-interactive", help="Interactive pre-annotation."),
+        title: str = TitleOption, url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption) -> None:
+    """Register the running `policytag serve` as the project's ML backend (HTTP Basic auth
+    carrying the service token), with interactive pre-annotation and predictions on tasks that
+    have none; its webhook gets the token too. Checked: Label Studio gets a test prediction."""
+    from .studio import StudioError, connect_backend, project_id
+
+    if not token:
+        err.print("[yellow]warning[/yellow]: no POLICYTAG_API_TOKEN / --token: registering without credentials "
+                  "(only for a server run open on purpose)")
+    try:
+        ls = _client(url, api_key)
+        info = connect_backend(ls, project_id(ls, title), backend_url, token, name, interactive)
+    except StudioError as exc:
+        _fail(exc)
+    out.print(f"{'connected' if info['created'] else 'updated'} ML backend {name!r} at {backend_url} "
+              f"(model {info['model_version']}, auth {info['auth']}, interactive {'on' if info['interactive'] else 'off'})"
+              + ("; test prediction OK" if info["tested"] else ""), soft_wrap=True)
+    for w in info["warnings"]:
+        err.print(f"[yellow]warning[/yellow]: {w}", soft_wrap=True)
 
 
 @app.command("push")
@@ -150,11 +219,14 @@ def agreement_cmd(export: Path = typer.Argument(..., help="Label Studio JSON exp
         per.add_row(label, f"{k:.3f}")
     out.print(per)
     if result["disputed"]:
-        dis = Table(title="most disputed tasks")
-        for col in ("task", "distance", "text"):
+        dis = Table(title="most disputed tasks: who chose what")
+        for col in ("task", "distance", "text", "annotator", "labels"):
             dis.add_column(col, overflow="fold")
         for d in result["disputed"]:
-            dis.add_row(str(d["task"]), f"{d['distance']:.3f}", d["text"])
+            for i, (who, labels) in enumerate(sorted(d["labels"].items())):
+                chosen = "; ".join(f"{dim}: {', '.join(v)}" for dim, v in labels.items() if v) or "(nothing)"
+                dis.add_row(str(d["task"]) if i == 0 else "", f"{d['distance']:.3f}" if i == 0 else "",
+                            d["text"] if i == 0 else "", who, chosen)
         out.print(dis)
 
 
@@ -163,13 +235,14 @@ def suggest(model: Path = typer.Option(..., "--model", help="Model directory."),
             title: str = TitleOption, url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption,
             out_path: Optional[Path] = typer.Option(None, "--out", help="Also write the suggestions as JSON.")) -> None:
     """The unlabeled tasks the model is least sure about (active learning): label these first.
+    Tasks already annotated or skipped are left out.
 
     In Label Studio's Data Manager, filter on these task ids, or sort by prediction score
     ascending: `push --predictions` stores the same confidence as each prediction's score."""
     from models.cli import load_model_or_exit
     from nlp.files import OutputPathError, check_writable_file, write_json_atomic
 
-    from .studio import StudioError, confidence, project_id, unlabeled_tasks
+    from .studio import StudioError, confidence, model_text, project_id, unlabeled_tasks
 
     try:
         if out_path is not None:
@@ -183,11 +256,11 @@ def suggest(model: Path = typer.Option(..., "--model", help="Model directory."),
     except (StudioError, OSError, ValueError) as exc:
         _fail(exc)
     if not tasks:
-        out.print("every task is annotated")
+        out.print("every task is annotated or skipped")
         return
-    probs = tagger.predict_proba([(t.data or {}).get("text", "") for t in tasks], [(t.data or {}).get("title") for t in tasks])
+    probs = tagger.predict_proba([model_text(t.data) for t in tasks], [(t.data or {}).get("title") for t in tasks])
     scored = sorted(((confidence(p, tagger.thresholds), t) for p, t in zip(probs, tasks)), key=lambda x: (x[0], x[1].id))[:n]
-    table = Table(title=f"{len(scored)} least certain of {len(tasks)} unlabeled tasks")
+    table = Table(title=f"{len(scored)} least certain of {len(tasks)} unlabeled tasks (skipped ones left out)")
     for col in ("task", "confidence", "text"):
         table.add_column(col, overflow="fold")
     for conf, t in scored:

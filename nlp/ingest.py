@@ -84,6 +84,8 @@ def collect(paths: Iterable[str | Path], metadata: str | Path | None = None) -> 
     sources: list[Source] = []
     failed: list[FileResult] = []
     seen_ids: set[str] = set()
+    expanded: list[tuple[list[Path], Path]] = []
+    sidecar_files: dict[Path, None] = {}  # ordered set
     for raw in paths:
         root = Path(raw)
         if not root.exists():
@@ -92,16 +94,22 @@ def collect(paths: Iterable[str | Path], metadata: str | Path | None = None) -> 
             continue
         if root.is_dir():
             files = _list_files(root, failed)
-            base = root
+            expanded.append((files, root))
+            sidecar_files.update(dict.fromkeys(f for f in files if is_sidecar(f)))
         else:
-            files, base = [root], root.parent
-        sidecars: dict[Path, dict] = {}
-        for f in files:
-            if is_sidecar(f):
-                try:
-                    sidecars[f.parent] = {**sidecars.get(f.parent, {}), **load_sidecar(f)}
-                except Exception as exc:  # a broken sidecar is reported; the documents still go in
-                    failed.append(FileResult(str(f), error=f"metadata sidecar unreadable: {exc}"))
+            expanded.append(([root], root.parent))
+            # A document passed on its own still gets the metadata.csv / .json / <name>.meta.json
+            # beside it, as it would when its folder is passed.
+            beside = [root.parent / n for n in ("metadata.csv", "metadata.json", f"{root.name}.meta.json")]
+            sidecar_files.update(dict.fromkeys(f for f in [root, *beside] if is_sidecar(f) and f.is_file()))
+    # Sidecars apply to the documents of their folder, whichever argument brought them.
+    sidecars: dict[Path, dict] = {}
+    for f in sidecar_files:
+        try:
+            sidecars[f.parent] = {**sidecars.get(f.parent, {}), **load_sidecar(f)}
+        except Exception as exc:  # a broken sidecar is reported; the documents still go in
+            failed.append(FileResult(str(f), error=f"metadata sidecar unreadable: {exc}"))
+    for files, base in expanded:
         for f in files:
             if is_sidecar(f):
                 continue

@@ -81,8 +81,8 @@ class Settings:
     model_dir: Path
     backend: str = "torch"  # or onnx / onnx-fp32 after `policytag export-onnx`
     api_token: Optional[str] = None  # POLICYTAG_API_TOKEN
-    # Label Studio Community cannot send credentials to an ML backend: this opens only its
-    # protocol routes (/setup, /predict, /webhook) — for a backend on a trusted network.
+    # Label Studio sends the token as HTTP Basic password (`policytag studio connect-backend`).
+    # Opt-out, not recommended: leaves the protocol routes (/setup, /predict, /webhook) open.
     ml_backend_open: bool = False  # POLICYTAG_ML_BACKEND_OPEN=1
     max_body_bytes: int = 2_000_000
     max_paragraphs: int = 500
@@ -441,6 +441,8 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
         for i, t in enumerate(body.tasks):
             data = t.get("data")
             text = data.get("text") if isinstance(data, dict) else None
+            if isinstance(data, dict) and isinstance(data.get("model_text"), str) and data["model_text"].strip():
+                text = data["model_text"]  # `studio push`: the normalised text, beside the document's own
             if not isinstance(text, str):
                 raise HTTPException(422, f"task {i} has no data.text")
             texts.append(text[: settings.max_chars])
