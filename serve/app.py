@@ -33,6 +33,8 @@ from models.tagger import Tagger, load_model
 from nlp.metadata import merge_metadata, parse_metadata
 from nlp.segment import first_lone_surrogate, has_visible_text, segment
 
+from . import web
+
 log = logging.getLogger("policytag.serve")
 
 
@@ -337,7 +339,7 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
-        open_paths = OPEN_PATHS | (ML_BACKEND_PATHS if settings.ml_backend_open else set())
+        open_paths = OPEN_PATHS | web.OPEN_PATHS | (ML_BACKEND_PATHS if settings.ml_backend_open else set())
         if settings.api_token and request.url.path not in open_paths and not _authorised(
                 request.headers.get("authorization"), settings.api_token):
             return SafeJSONResponse({"detail": "missing or wrong token: send 'Authorization: Bearer <POLICYTAG_API_TOKEN>'"},
@@ -361,6 +363,8 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):  # last resort: a clear body, never a bare traceback
         return SafeJSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    app.include_router(web.router)  # the analysts' page at / (serve/web.py)
 
     @app.get("/docs", include_in_schema=False, response_class=HTMLResponse)
     async def docs():
