@@ -323,3 +323,16 @@ def test_page_in_chromium(server, browser, tmp_path):
     expect(page.locator("#rows .para")).to_have_count(len(expected))
     assert outside == [], f"the page fetched from outside the server: {outside}"
     context.close()
+
+
+def test_page_assets_are_package_data():
+    """Every file the page needs is declared in pyproject's package-data, so an installed wheel serves it too."""
+    import tomllib
+
+    from conftest import ROOT
+    from serve import web
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["serve"]
+    shipped = {p for pattern in declared for p in (ROOT / "serve").glob(pattern)}
+    needed = {web.STATIC / "index.html", *(web.STATIC / name for name in web.ASSETS)}
+    assert needed <= shipped and set((ROOT / "serve" / "web").iterdir()) <= shipped
