@@ -253,7 +253,10 @@ function paragraphNode(r) {
   const framing = isFraming(r) && !r.is_heading;
   const chips = [];
   for (const d of S.config.schema.dimensions) {
-    for (const g of (r.groups[d.id] || [])) chips.push(el("span", { class: "chip group", dataset: { group: g }, title: S.names[g].en }, `${S.names[g].zh}`));
+    for (const g of (r.groups[d.id] || [])) {
+      const gi = d.groups.findIndex((x) => x.id === g);
+      chips.push(el("span", { class: `chip group g-${gi}`, dataset: { group: g }, title: `${S.names[g].en} (tool group)` }, S.names[g].zh));
+    }
     for (const l of (r.labels[d.id] || [])) chips.push(chip(l, r.probs[l], r));
   }
   const anyLabel = !isFraming(r);
