@@ -221,7 +221,8 @@ def agreement_cmd(export: Path = typer.Argument(..., help="Label Studio JSON exp
     if result["disputed"]:
         dis = Table(title="most disputed tasks: who chose what")
         for col in ("task", "distance", "text", "annotator", "labels"):
-            dis.add_column(col, overflow="fold")
+            # an email is never broken across lines, so it can be searched and copied
+            dis.add_column(col, overflow="fold", no_wrap=col == "annotator", min_width=8 if col == "text" else None)
         for d in result["disputed"]:
             for i, (who, labels) in enumerate(sorted(d["labels"].items())):
                 chosen = "; ".join(f"{dim}: {', '.join(v)}" for dim, v in labels.items() if v) or "(nothing)"
