@@ -2,8 +2,14 @@
 skip with a loud reason when it is absent."""
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,3 +57,59 @@ def tfidf_model(tmp_path_factory):
                                       str(shared_path("data", "annotations", "ihms-train.json")), "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+# ---- a real Label Studio, one per test session (tests/test_studio.py, tests/test_medsec.py) ----
+ADMIN = ("admin@policytag.test", "admin-pass-4821")
+
+
+def label_studio_bin() -> str | None:
+    return os.environ.get("LABEL_STUDIO_BIN") or shutil.which("label-studio") or (
+        str(ROOT / ".lsvenv" / "bin" / "label-studio") if (ROOT / ".lsvenv" / "bin" / "label-studio").exists() else None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def studio(tmp_path_factory):
+    exe = label_studio_bin()
+    if not exe:
+        pytest.skip("LABEL STUDIO NOT INSTALLED: set LABEL_STUDIO_BIN (tests/run.sh installs it into .lsvenv)")
+    data_dir = tmp_path_factory.mktemp("label-studio")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("USERNAME", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_URL")}
+    # Our ML backend runs on loopback: allow Label Studio to call it (its defaults block local addresses).
+    env.update(LABEL_STUDIO_USERNAME=ADMIN[0], LABEL_STUDIO_PASSWORD=ADMIN[1], ML_BLOCK_LOCAL_IP="false",
+               SSRF_PROTECTION_ENABLED="false")
+    log = open(data_dir / "server.log", "w")
+    proc = subprocess.Popen([exe, "start", "--no-browser", "--data-dir", str(data_dir), "-p", str(port),
+                             "--internal-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"Label Studio exited: {(data_dir / 'server.log').read_text()[-2000:]}")
+        time.sleep(1)
+    else:
+        proc.kill()
+        raise RuntimeError("Label Studio did not become healthy in 300 s")
+    from labels.studio import connect, create_personal_access_token
+
+    token = create_personal_access_token(url, *ADMIN)
+    yield {"url": url, "token": token, "client": connect(url, token), "log": data_dir / "server.log"}
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+

@@ -24,7 +24,7 @@ from report.compare import compare_with_paper
 from report.sixd import YearBins, build_tables
 
 from conftest import ROOT, shared_path
-from test_studio import ADMIN, cli, connect, create_personal_access_token, join_by_invite, studio  # noqa: F401
+from test_studio import cli, connect, create_personal_access_token, join_by_invite  # noqa: F401
 
 runner = CliRunner()
 MEDSEC_PATH = ROOT / "labels" / "medsec.yaml"

@@ -3,10 +3,7 @@
 Label Studio lives in its own virtualenv (it pins Django and its SDK); the tests find it
 through LABEL_STUDIO_BIN or PATH and are skipped, loudly, only when it is absent."""
 import json
-import os
 import shutil
-import socket
-import subprocess
 import time
 import xml.etree.ElementTree as ET
 
@@ -21,61 +18,12 @@ from labels.studio import (StudioError, connect, create_personal_access_token, e
                            prediction_result, to_task)
 from policytag import app
 
-from conftest import EXAMPLES, ROOT, shared_path
+from conftest import ADMIN, EXAMPLES, free_port, shared_path
 
 runner = CliRunner()
 BOOK = load_codebook()
-ADMIN = ("admin@policytag.test", "admin-pass-4821")
 CODER = ("coder2@policytag.test", "coder-pass-9377")
 CODER3 = ("coder3@policytag.test", "coder-pass-4410")
-
-
-def label_studio_bin() -> str | None:
-    return os.environ.get("LABEL_STUDIO_BIN") or shutil.which("label-studio") or (
-        str(ROOT / ".lsvenv" / "bin" / "label-studio") if (ROOT / ".lsvenv" / "bin" / "label-studio").exists() else None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def studio(tmp_path_factory):
-    exe = label_studio_bin()
-    if not exe:
-        pytest.skip("LABEL STUDIO NOT INSTALLED: set LABEL_STUDIO_BIN (tests/run.sh installs it into .lsvenv)")
-    data_dir = tmp_path_factory.mktemp("label-studio")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("USERNAME", "LABEL_STUDIO_API_KEY", "LABEL_STUDIO_URL")}
-    # Our ML backend runs on loopback: allow Label Studio to call it (its defaults block local addresses).
-    env.update(LABEL_STUDIO_USERNAME=ADMIN[0], LABEL_STUDIO_PASSWORD=ADMIN[1], ML_BLOCK_LOCAL_IP="false",
-               SSRF_PROTECTION_ENABLED="false")
-    log = open(data_dir / "server.log", "w")
-    proc = subprocess.Popen([exe, "start", "--no-browser", "--data-dir", str(data_dir), "-p", str(port),
-                             "--internal-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"Label Studio exited: {(data_dir / 'server.log').read_text()[-2000:]}")
-        time.sleep(1)
-    else:
-        proc.kill()
-        raise RuntimeError("Label Studio did not become healthy in 300 s")
-    token = create_personal_access_token(url, *ADMIN)
-    yield {"url": url, "token": token, "client": connect(url, token), "log": data_dir / "server.log"}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def join_by_invite(url, admin, email, password):
