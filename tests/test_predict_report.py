@@ -113,3 +113,14 @@ def test_explain_gives_words_for_each_predicted_label(model_dir, tmp_path):
     assert predicted and set(row["evidence"]) == set(predicted)
     words = [w["word"] for ev in row["evidence"].values() for w in ev]
     assert words and all(w in row["text"] for w in words)
+
+
+def test_an_unknown_backend_is_refused_before_anything_runs(model_dir, docs, tmp_path):
+    """It once ran torch silently: now every command that takes --backend refuses a wrong name."""
+    out = tmp_path / "o.csv"
+    r = runner.invoke(app, ["predict", str(docs), "--model", str(model_dir), "--out", str(out), "--backend", "nonsense"])
+    assert r.exit_code == 2 and "nonsense" in r.output and not out.exists()
+    r = runner.invoke(app, ["serve", "--model", str(model_dir), "--backend", "nonsense"])
+    assert r.exit_code == 2 and "nonsense" in r.output
+    with pytest.raises(ValueError, match="unknown backend"):
+        load_model(model_dir, backend="nonsense")
