@@ -31,11 +31,11 @@ from training.data import prepare  # noqa: E402
 from training.train import TrainConfig  # noqa: E402
 
 # name -> (what it is, TrainConfig settings of its one member). The default recipe is the
-# ensemble of `enc-title` and `tfidf-title` (see ENSEMBLES).
+# ensemble of `enc-today` and `tfidf` (see ENSEMBLES).
 RECIPES = {
     "tfidf": ("TF-IDF baseline (paragraph)", dict(model="tfidf", context="none")),
     "tfidf-title": ("TF-IDF, title + paragraph", dict(model="tfidf", context="title")),
-    "enc-today": ("encoder, previous default: 6 epochs, paragraph only", dict(model="encoder", context="none", epochs=6)),
+    "enc-today": ("encoder, 6 epochs, paragraph only (the previous recipe)", dict(model="encoder", context="none", epochs=6)),
     "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3)),
     "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3)),
     "enc-title-codebook": ("encoder as enc-title, head started from codebook cue words",
@@ -45,8 +45,8 @@ RECIPES = {
 ENSEMBLES = {
     "ens: enc-3ep + tfidf": [("enc-3ep", 0.5), ("tfidf", 0.5)],
     "ens: enc-title + tfidf": [("enc-title", 0.5), ("tfidf", 0.5)],
-    "ens: enc-title + tfidf-title (default)": [("enc-title", 0.5), ("tfidf-title", 0.5)],
-    "ens: enc-today + tfidf": [("enc-today", 0.5), ("tfidf", 0.5)],
+    "ens: enc-title + tfidf-title": [("enc-title", 0.5), ("tfidf-title", 0.5)],
+    "ens: enc-today + tfidf (default)": [("enc-today", 0.5), ("tfidf", 0.5)],
     "ens: enc-title-codebook + tfidf-title": [("enc-title-codebook", 0.5), ("tfidf-title", 0.5)],
 }
 

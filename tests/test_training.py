@@ -71,7 +71,7 @@ def test_tiny_model_trains_end_to_end_and_metrics_have_the_contract_shape(tiny_m
 def test_card_and_metrics_are_out_of_fold(tiny_model, small_export, tmp_path):
     out = tmp_path / "m"
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1,
-                        "--max-length", 48, "--cv", 3])
+                        "--max-length", 48, "--cv", 3, "--context", "title"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "policytag.json").read_text())
     assert config["kind"] == "ensemble" and config["context"] == "title"

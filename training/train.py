@@ -51,9 +51,9 @@ class TrainConfig:
 
     base_model: str = ""
     model: str = "ensemble"  # ensemble (encoder + tfidf) | encoder | tfidf
-    context: str = "title"  # the document title as context (sentence pair) | none
+    context: str = "none"  # none | title: the document title as context (sentence pair)
     cv_folds: int = 5  # folds for out-of-fold thresholds and metrics (0: none)
-    epochs: int = 3
+    epochs: int = 6
     lr: float = 1e-4
     head_lr: float = 2e-3
     batch_size: int = 16
