@@ -14,21 +14,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from policytag.labels.export import parse_export
+from policytag.labels.schema import load_codebook
+from policytag.training import cv
+from policytag.training.data import prepare
+from policytag.training.train import TrainConfig
 
-from labels.export import parse_export  # noqa: E402
-from labels.schema import load_codebook  # noqa: E402
-from training import cv  # noqa: E402
-from training.data import prepare  # noqa: E402
-from training.train import TrainConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (what it is, TrainConfig settings of its one member). The default recipe is the
 # ensemble of `enc-today` and `tfidf` (see ENSEMBLES).

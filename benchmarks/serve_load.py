@@ -38,7 +38,7 @@ def main() -> None:
     ap.add_argument("--paragraphs", default=str(HERE.parent.parent / "shared/data/paragraphs.jsonl"))
     args = ap.parse_args()
 
-    from nlp.files import read_jsonl
+    from policytag.files import read_jsonl
 
     texts = [r["text"] for r in read_jsonl(args.paragraphs)]
     port = free_port()

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_texts(path: str, n: int) -> list[str]:
-    from nlp.files import read_jsonl
+    from policytag.files import read_jsonl
 
     rows = read_jsonl(path)
     return [r["text"] for r in rows[:n]]
@@ -29,14 +29,14 @@ def load_texts(path: str, n: int) -> list[str]:
 def run_path(path: str, model: str, texts: list[str]) -> dict:
     import numpy as np
 
-    from models.tagger import load_model, set_cpu_threads
+    from policytag.models.tagger import load_model, set_cpu_threads
 
     set_cpu_threads()
     if path == "naive":
         from safetensors.torch import load_file
         from transformers import pipeline
 
-        from nlp.segment import normalize_text
+        from policytag.nlp.segment import normalize_text
 
         pipe = pipeline("feature-extraction", model=str(Path(model) / "encoder"), framework="pt", device="cpu")
         head = load_file(str(Path(model) / "head.safetensors"))
@@ -61,7 +61,7 @@ def ceiling(model: str, texts: list[str]) -> dict:
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
-    from models.tagger import set_cpu_threads
+    from policytag.models.tagger import set_cpu_threads
 
     set_cpu_threads()
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)

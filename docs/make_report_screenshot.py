@@ -14,13 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from policytag.labels.export import parse_export
+from policytag.labels.schema import load_codebook
+from policytag.files import atomic_path, write_jsonl_atomic
+from policytag.nlp.metadata import nature_of
 
-from labels.export import parse_export  # noqa: E402
-from labels.schema import load_codebook  # noqa: E402
-from nlp.files import atomic_path, write_jsonl_atomic  # noqa: E402
-from nlp.metadata import nature_of  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def export_to_tags(export: Path, out: Path) -> int:
@@ -46,7 +45,7 @@ def main() -> None:
     args = ap.parse_args()
     from typer.testing import CliRunner
 
-    from policytag import app
+    from policytag.cli import app
 
     with tempfile.TemporaryDirectory() as tmp:
         tags = Path(tmp) / "annotated.jsonl"

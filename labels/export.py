@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from nlp.segment import normalize_text
+from policytag.nlp.segment import normalize_text
 
 from .schema import Codebook
 

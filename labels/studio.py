@@ -475,7 +475,7 @@ def _create_pat(url: str, email: str, password: str) -> str:
 
 
 def read_paragraphs(path: Path) -> list[dict]:
-    from nlp.files import read_jsonl
+    from policytag.files import read_jsonl
 
     rows = read_jsonl(path)
     bad = [i for i, r in enumerate(rows, 1) if not {"doc_id", "paragraph_index", "text"} <= set(r)]

@@ -20,15 +20,14 @@ class _Probabilities(torch.nn.Module):
         return torch.sigmoid(self.model(input_ids, attention_mask, token_type_ids))
 
 
-def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
+def export_onnx(tagger, quantize: bool = True) -> list[Path]:
+    """Write model.onnx (and model.int8.onnx) into the directory `tagger` was loaded from (load it
+    with device="cpu"). Takes the loaded tagger, so this module never imports models.tagger."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from nlp.files import atomic_path
+    from policytag.files import atomic_path
 
-    from .tagger import load_model
-
-    model_dir = Path(model_dir)
-    tagger = load_model(model_dir, device="cpu")
+    model_dir = Path(tagger.path)
     encoder = tagger.encoder
     if encoder is None:
         raise ValueError(f"{model_dir}: this model has no fine-tuned encoder to export (kind {tagger.kind!r})")
@@ -49,14 +48,12 @@ def export_onnx(model_dir: str | Path, quantize: bool = True) -> list[Path]:
     return written
 
 
-def open_session(model_dir: Path, quantized: bool = True):
+def open_session(model_dir: Path, quantized: bool = True, threads: int = 1):
     import onnxruntime as ort
-
-    from .tagger import usable_cores
 
     path = Path(model_dir) / (INT8 if quantized else FP32)
     if not path.exists():
         raise FileNotFoundError(f"{path} missing: run `policytag export-onnx --model {model_dir}` first")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = usable_cores()
+    options.intra_op_num_threads = threads
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

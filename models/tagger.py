@@ -29,8 +29,8 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from labels.schema import Codebook, load_codebook
-from nlp.segment import normalize_text
+from policytag.labels.schema import Codebook, load_codebook
+from policytag.nlp.segment import normalize_text
 
 CONFIG_FILE = "policytag.json"
 # The runtime for encoder members; the names are the CLI's --backend choices.
@@ -166,7 +166,7 @@ class EncoderBackend:
         if runtime in ("onnx", "onnx-int8", "onnx-fp32"):
             from .onnx import open_session
 
-            return cls(tokenizer, max_length, session=open_session(path, quantized=runtime != "onnx-fp32"))
+            return cls(tokenizer, max_length, session=open_session(path, quantized=runtime != "onnx-fp32", threads=usable_cores()))
         if runtime != "torch":
             raise ValueError(f"unknown backend {runtime!r}: choose one of {', '.join(BACKENDS)}")
         from safetensors.torch import load_file

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from labels.schema import Codebook
+from policytag.labels.schema import Codebook
 
 from .paper import CITATION, paper_corpus
 from .sixd import Table, YearBins, corpus, paper_tables
@@ -99,14 +99,9 @@ def paper_reference(book: Codebook, bins: YearBins) -> tuple[dict[str, Table], d
     return tables, why
 
 
-def compare_with_paper(ours: dict[str, Table], book: Codebook, bins: YearBins,
-                       ours_name: str) -> tuple[dict[str, Comparison], list[str]]:
-    """Comparisons with the codebook's published study (the 6D paper; for medsec the Shanghai medical-security
-    study, report/medsec.py), and notes on the tables that could not be compared."""
-    from . import medsec
-
-    if medsec.applies(book):
-        return medsec.compare_with_study(ours, book, ours_name)
+def compare_with_6d_paper(ours: dict[str, Table], book: Codebook, bins: YearBins,
+                          ours_name: str) -> tuple[dict[str, Comparison], list[str]]:
+    """Comparisons with the 6D paper's published tables, and notes on the tables that could not be compared."""
     reference, why = paper_reference(book, bins)
     comparisons = compare_all(ours, reference, ours_name, PAPER)
     for c in comparisons.values():

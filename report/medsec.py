@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from labels.schema import Codebook
+from policytag.labels.schema import Codebook
 
 from .sixd import (LEVEL_NAMES, NATURE_NAMES, TOOL, UNKNOWN, Corpus, Table, YearBins, _meta_categories,
                    _unknown_note, col_table, corpus, dist_table, meta_order, name_of, row_table, tool_codes_table)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from labels.schema import Codebook
+from policytag.labels.schema import Codebook
 
 CITATION = "Yu, Wang & You, JMIR 2024;26:e47197 (152 documents, 1,345 coded paragraphs)"
 

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import font_manager  # noqa: E402
 
-from nlp.files import atomic_path, write_text_atomic  # noqa: E402
+from policytag.files import atomic_path, write_text_atomic  # noqa: E402
 
 from .compare import Comparison  # noqa: E402
 from .sixd import GRAND_NAME, TOTAL_NAME, Table, fmt_pct  # noqa: E402

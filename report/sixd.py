@@ -14,7 +14,7 @@ Conventions (read off the published tables; see ../shared/reference/paper-6d-tab
 Label names and groups come from the codebook; a table whose dimension the codebook lacks
 (e.g. no stakeholder in a codebook of your own) is omitted. Extra views the paper lacks come after
 Table 12 as "Extra A", "Extra B", …. The medsec codebook has its own study and tables
-(report/medsec.py); `build_tables` picks the layout from the codebook.
+(report/medsec.py); `report.tables.build_tables` picks the layout from the codebook.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from labels.schema import Codebook
+from policytag.labels.schema import Codebook
 
 UNKNOWN = "unknown"
 UNKNOWN_NAME = "未知 Unknown"
@@ -510,12 +510,7 @@ def extra_tables(c: Corpus, covered: tuple[str, ...] = (TOOL, STAKEHOLDER, ORIEN
     return extras
 
 
-def build_tables(frame: pd.DataFrame, book: Codebook, bins: YearBins | None = None) -> dict[str, Table]:
-    """The numbered tables of the codebook's study, then the extra views: the 6D paper's Table 1 …
-    Table 12 (those the codebook allows), or for the medsec codebook the Shanghai study's (report/medsec.py)."""
-    from . import medsec  # medsec builds on this module
-
+def sixd_tables(frame: pd.DataFrame, book: Codebook, bins: YearBins | None = None) -> dict[str, Table]:
+    """The 6D paper's Table 1 … Table 12 (those the codebook allows), then the extra views."""
     c = corpus(frame, book)
-    if medsec.applies(book):
-        return {**medsec.study_tables(c, bins), **extra_tables(c, medsec.COVERED, medsec.SOURCE)}
     return {**paper_tables(c, bins), **extra_tables(c)}

@@ -29,9 +29,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.tagger import Tagger, load_model
-from nlp.metadata import merge_metadata, parse_metadata
-from nlp.segment import first_lone_surrogate, has_visible_text, segment
+from policytag.models.tagger import Tagger, load_model
+from policytag.nlp.metadata import merge_metadata, parse_metadata
+from policytag.nlp.segment import first_lone_surrogate, has_visible_text, segment
 
 from . import web
 
@@ -439,7 +439,7 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
 
     @app.post("/predict", tags=["label-studio"])
     async def ls_predict(body: LSPredictRequest):
-        from labels.studio import confidence, prediction_result
+        from policytag.labels.studio import confidence, prediction_result
 
         texts, titles = [], []
         for i, t in enumerate(body.tasks):
@@ -495,7 +495,7 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
         import tempfile
 
         try:
-            from labels.studio import connect, export_project
+            from policytag.labels.studio import connect, export_project
 
             tagger = current()
             ls = connect(settings.label_studio_url or "", settings.label_studio_api_key or "")
@@ -518,9 +518,9 @@ def create_app(settings: Settings, tagger: Tagger | None = None) -> FastAPI:
                 tail = next((l for l in reversed(done.stderr.splitlines()) if l.strip()), f"exit code {done.returncode}")
                 raise RuntimeError(f"policytag train failed: {tail.strip()}")
             if settings.backend != "torch" and (out / "encoder").exists():
-                from models.onnx import export_onnx
+                from policytag.models.onnx import export_onnx
 
-                export_onnx(out)  # keep serving the runtime the server was started with
+                export_onnx(load_model(out, "cpu"))  # keep serving the runtime the server was started with
             new = load_model(out, None, settings.backend)
             previous = state.get("retrained_dir")
             state["tagger"] = new  # one reference assignment: requests see the old or the new model, never a mix

@@ -32,7 +32,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from nlp.files import read_jsonl, write_text_atomic
+from policytag.files import read_jsonl, write_text_atomic
 
 log = logging.getLogger("policytag.web")
 
@@ -288,7 +288,7 @@ async def evidence(job_id: str, body: EvidenceRequest, request: Request):
     rec = records[body.row]
 
     def explain() -> dict:
-        from models.explain import explain_occlusion
+        from policytag.models.explain import explain_occlusion
 
         probs = tagger.predict_proba([rec["text"]], [rec.get("title")])
         return explain_occlusion(tagger, [rec["text"]], probs, [rec.get("title")])[0]
@@ -335,12 +335,12 @@ async def studio_push(job_id: str, body: StudioRequest, request: Request):
     chosen = [{k: records[i].get(k) for k in records[i] if not k.startswith("p_")} for i in body.rows]
 
     def push() -> dict:
-        from labels.studio import connect, project_id, push_tasks
+        from policytag.labels.studio import connect, project_id, push_tasks
 
         ls = connect(settings.label_studio_url, settings.label_studio_api_key)
         return push_tasks(ls, project_id(ls, body.title), chosen, tagger.book, tagger)
 
-    from labels.studio import StudioError
+    from policytag.labels.studio import StudioError
 
     try:
         return await asyncio.to_thread(push)
@@ -373,7 +373,8 @@ def _run_job(jobs: Jobs, job_id: str, tagger, settings) -> None:
 
 
 def _tag_and_report(jobs: Jobs, job_id: str, tagger, settings) -> None:
-    from models.batch import run_batch, write_table
+    from policytag.models.batch import label_columns, run_batch
+    from policytag.nlp.tagsfile import write_table
 
     folder = jobs.root / job_id
     uploads = folder / "uploads"
@@ -422,8 +423,8 @@ def _tag_and_report(jobs: Jobs, job_id: str, tagger, settings) -> None:
         return
     jobs.update(job_id, stage="写表 writing tables", files=files, progress=0.82, documents=summary.documents,
                 paragraphs=summary.paragraphs_in, rows=len(rows))
-    write_table(rows, folder / "tags.xlsx", tagger)
-    write_table(rows, folder / "tags.csv", tagger)
+    write_table(rows, folder / "tags.xlsx", label_columns(tagger))
+    write_table(rows, folder / "tags.csv", label_columns(tagger))
     downloads = ["tags.xlsx", "tags.csv"]
     report_error = None
     jobs.update(job_id, stage="报告 report", progress=0.86, downloads=downloads)
@@ -439,10 +440,11 @@ def _tag_and_report(jobs: Jobs, job_id: str, tagger, settings) -> None:
 def write_web_report(tags: Path, out: Path, book) -> dict:
     """What `policytag report TAGS --out OUT` writes (the tags file read back exactly as the CLI reads it), plus
     `tables.json`: every table as the page shows it."""
-    from models.batch import read_tags
-    from report import medsec
-    from report.render import write_report
-    from report.sixd import YearBins, build_tables, corpus
+    from policytag.nlp.tagsfile import read_tags
+    from policytag.report import medsec
+    from policytag.report.render import write_report
+    from policytag.report.sixd import YearBins, corpus
+    from policytag.report.tables import build_tables
 
     frame = read_tags(tags)
     tables = build_tables(frame, book, YearBins.parse("paper"))

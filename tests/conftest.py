@@ -49,7 +49,7 @@ def tfidf_model(tmp_path_factory):
     """The TF-IDF baseline trained on the shared annotations (seconds), shared by the suite."""
     from typer.testing import CliRunner
 
-    from policytag import app
+    from policytag.cli import app
 
     out = tmp_path_factory.mktemp("models") / "tfidf"
     # --cv 0: the suite needs a working model, not its out-of-fold estimate (tested on its own)
@@ -102,7 +102,7 @@ def studio(tmp_path_factory):
     else:
         proc.kill()
         raise RuntimeError("Label Studio did not become healthy in 300 s")
-    from labels.studio import connect, create_personal_access_token
+    from policytag.labels.studio import connect, create_personal_access_token
 
     token = create_personal_access_token(url, *ADMIN)
     yield {"url": url, "token": token, "client": connect(url, token), "log": data_dir / "server.log"}

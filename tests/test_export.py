@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from labels.export import load_export, parse_export
-from labels.schema import load_codebook
+from policytag.labels.export import load_export, parse_export
+from policytag.labels.schema import load_codebook
 
 from conftest import shared_path
 

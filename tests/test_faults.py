@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, shared_path
-from policytag import app
+from policytag.cli import app
 
 runner = CliRunner()
 TOKEN = "fault-token-8812"
@@ -119,14 +119,14 @@ def poisoned_export(small_export, tmp_path_factory):
 
 
 def read_rows(path: Path) -> list[dict]:
-    from models.batch import read_tags
+    from policytag.nlp.tagsfile import read_tags
 
     return read_tags(path).to_dict("records")
 
 
 # ==== 1. data loss: --out on a folder that is not a model, or on a file ==========================
 def test_check_model_out_dir(tmp_path):
-    from nlp.files import OutputPathError, check_model_out_dir
+    from policytag.files import OutputPathError, check_model_out_dir
 
     mine = tmp_path / "mine"
     (mine / "sub").mkdir(parents=True)
@@ -183,7 +183,7 @@ class _PickyTagger:
 
 
 def test_micro_batcher_fails_only_the_request_that_fails():
-    from serve.app import MicroBatcher
+    from policytag.serve.app import MicroBatcher
 
     async def run():
         tagger = _PickyTagger()
@@ -288,7 +288,7 @@ def test_lone_surrogates_anywhere_are_422(server, body):
 
 # ==== 3. concurrent runs on one output ===========================================================
 def test_predict_refuses_an_output_that_another_run_is_writing(tmp_path, tfidf_model, paragraphs):
-    from nlp.files import OutputBusy, exclusive_lock
+    from policytag.files import OutputBusy, exclusive_lock
 
     source, _ = paragraphs
     out = tmp_path / "o.csv"
@@ -322,7 +322,7 @@ def test_two_predict_processes_at_once_leave_a_correct_output(tmp_path, tfidf_mo
 
 
 def test_row_count_is_checked_before_the_output_is_replaced(tmp_path, tfidf_model, paragraphs, monkeypatch):
-    import models.batch as batch
+    import policytag.models.batch as batch
 
     source, n = paragraphs
     out = tmp_path / "o.csv"
@@ -337,8 +337,8 @@ def test_row_count_is_checked_before_the_output_is_replaced(tmp_path, tfidf_mode
 
 # ==== 4. one malformed task among many ===========================================================
 def test_parse_export_counts_and_skips_malformed_tasks(poisoned_export, small_export):
-    from labels.export import parse_export
-    from labels.schema import load_codebook
+    from policytag.labels.export import parse_export
+    from policytag.labels.schema import load_codebook
 
     book = load_codebook()
     clean, _ = parse_export(small_export, book)
@@ -373,7 +373,7 @@ def test_malformed_tasks_do_not_abort_train(poisoned_export, tmp_path):
 
 # ==== 5. non-ASCII Authorization header ===========================================================
 def test_authorised_compares_bytes():
-    from serve.app import _authorised
+    from policytag.serve.app import _authorised
 
     assert _authorised(f"Bearer {TOKEN}", TOKEN)
     for header in ["Bearer é", "Bearer Ã©", "Bearer \udce9", "Bearer", "", "Basic ###", "Basic " + base64.b64encode(
@@ -463,7 +463,7 @@ def test_read_only_out_folder(tmp_path, tfidf_model, paragraphs):
 
 
 def test_check_writable_file(tmp_path):
-    from nlp.files import OutputPathError, check_writable_file
+    from policytag.files import OutputPathError, check_writable_file
 
     (tmp_path / "d").mkdir()
     (tmp_path / "f").write_text("x", encoding="utf-8")
@@ -505,7 +505,7 @@ def test_truncated_weights_file(tmp_path, transformer_model, paragraphs, victim,
 
 # ==== 6/7. Ctrl-C, a torn journal line, and resuming ===============================================
 def test_ctrl_c_then_torn_journal_then_resume(tmp_path, tfidf_model, paragraphs, monkeypatch):
-    import models.batch as batch
+    import policytag.models.batch as batch
 
     source, n = paragraphs
     out = tmp_path / "o.jsonl"
@@ -535,7 +535,7 @@ def test_ctrl_c_then_torn_journal_then_resume(tmp_path, tfidf_model, paragraphs,
 
 
 def test_read_jsonl_tolerant(tmp_path):
-    from nlp.files import read_jsonl_tolerant
+    from policytag.files import read_jsonl_tolerant
 
     p = tmp_path / "j.jsonl"
     p.write_text('{"a": 1}\n{"a": 2}\n{"a": ', encoding="utf-8")
@@ -566,7 +566,7 @@ def test_symlink_loops_and_broken_links_are_listed(tmp_path):
 
 @pytest.fixture(scope="module")
 def open_client(tfidf_model):
-    from serve.app import Settings, create_app
+    from policytag.serve.app import Settings, create_app
 
     with TestClient(create_app(Settings(model_dir=tfidf_model))) as c:
         yield c
@@ -602,7 +602,7 @@ def test_report_refuses_a_truncated_csv(tmp_path, tfidf_model, paragraphs):
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_outputs_honour_the_umask(tmp_path, tfidf_model, paragraphs, umask):
-    from nlp.files import apply_umask
+    from policytag.files import apply_umask
 
     source, _ = paragraphs
     old = os.umask(umask)

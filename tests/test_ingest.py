@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nlp.files import read_jsonl
-from nlp.ingest import Source, iter_ingest, read_source
-from nlp.metadata import parse_date, parse_metadata
-from nlp.readers import decode
-from nlp.segment import is_heading, normalize_text, segment
-from policytag import app
+from policytag.files import read_jsonl
+from policytag.nlp.ingest import Source, iter_ingest, read_source
+from policytag.nlp.metadata import parse_date, parse_metadata
+from policytag.nlp.readers import decode
+from policytag.nlp.segment import is_heading, normalize_text, segment
+from policytag.cli import app
 
 from conftest import EXAMPLES, shared_path
 

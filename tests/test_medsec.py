@@ -16,12 +16,13 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from labels.export import parse_export
-from labels.schema import load_codebook
-from policytag import app
-from report import medsec
-from report.compare import compare_with_paper
-from report.sixd import YearBins, build_tables
+from policytag.labels.export import parse_export
+from policytag.labels.schema import load_codebook
+from policytag.cli import app
+from policytag.report import medsec
+from policytag.report.tables import compare_with_paper
+from policytag.report.sixd import YearBins
+from policytag.report.tables import build_tables
 
 from conftest import ROOT, shared_path
 from test_studio import cli, connect, create_personal_access_token, join_by_invite  # noqa: F401
@@ -134,7 +135,7 @@ def test_objectives_and_the_level_and_year_tables_that_apply():
     gov = t10.rows.index("医疗保障治理能力现代化 Modernising medical-security governance")
     assert [t10.cell_text(gov, j) for j in range(3)] == ["2 (100)", "N/A", "2 (50)"]
     assert not any(k.startswith("Extra") and "objective" in t.title.lower() for k, t in tables.items())
-    from report.sixd import corpus
+    from policytag.report.sixd import corpus
     assert medsec.omitted(corpus(corpus_frame(), BOOK)) == [
         "Not produced (no coded paragraph has a known nature): Table 4, Table 7, Table 8."]
 
@@ -275,14 +276,14 @@ def test_chain_config_studio_export_train_predict_serve_report(studio, tiny_mode
     tags = tmp_path / "tags.xlsx"
     r = runner.invoke(app, ["predict", str(docs), "--model", str(model), "--out", str(tags)])
     assert r.exit_code == 0, r.output
-    from models.batch import read_tags
+    from policytag.nlp.tagsfile import read_tags
 
     frame = read_tags(tags)
     assert {"tool", "tool_group", "objective", "objective_zh", "p_governance_modernization"} <= set(frame.columns)
     assert "stakeholder" not in frame.columns
 
     # 6. the service describes the medsec codebook
-    from serve.app import Settings, create_app
+    from policytag.serve.app import Settings, create_app
 
     with TestClient(create_app(Settings(model_dir=model, api_token="t"))) as client:
         schema = client.get("/v1/schema", headers={"Authorization": "Bearer t"}).json()

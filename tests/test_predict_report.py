@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labels.schema import load_codebook
-from models.batch import journal_paths, read_tags, run_batch
-from models.tagger import load_model
-from policytag import app
+from policytag.labels.schema import load_codebook
+from policytag.models.batch import journal_paths, run_batch
+from policytag.nlp.tagsfile import read_tags
+from policytag.models.tagger import load_model
+from policytag.cli import app
 
 from conftest import EXAMPLES
 

@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from labels.schema import load_codebook
-from policytag import app
-from report.sixd import YearBins, build_tables
+from policytag.labels.schema import load_codebook
+from policytag.cli import app
+from policytag.report.sixd import YearBins
+from policytag.report.tables import build_tables
 
 from conftest import shared_path
 
@@ -177,7 +178,7 @@ def test_report_reproduces_published_table(number):
 
 def test_reference_copy_in_the_package_matches_the_shared_file():
     """report/paper.py carries the published tables for --compare paper; it must be the same text."""
-    from report.paper import PUBLISHED
+    from policytag.report.paper import PUBLISHED
 
     text = shared_path("reference", "paper-6d-tables.md").read_text(encoding="utf-8")
     shared = {int(n): body for n, body in re.findall(r"## Table (\d+)\..*?\n```\n(.*?)```", text, re.S)}
@@ -293,8 +294,8 @@ def test_report_cli_with_a_codebook_of_ones_own_and_compare_paper(tmp_path):
 
 # -- comparisons ----------------------------------------------------------------------------------
 def test_compare_paper_with_its_own_counts_differs_by_zero():
-    from report.compare import compare_with_paper
-    from report.paper import paper_corpus
+    from policytag.report.tables import compare_with_paper
+    from policytag.report.paper import paper_corpus
 
     ours = build_tables(paper_corpus(3, BOOK), BOOK)
     comparisons, _ = compare_with_paper(ours, BOOK, YearBins(), "paper-like")
@@ -304,7 +305,7 @@ def test_compare_paper_with_its_own_counts_differs_by_zero():
 
 
 def test_compare_two_corpora_in_percentage_points():
-    from report.compare import compare_all
+    from policytag.report.compare import compare_all
 
     a = build_tables(small_tags(), BOOK)
     other = small_tags()
@@ -383,7 +384,7 @@ def test_cjk_font_comes_from_the_python_environment_and_renders_glyphs(monkeypat
     import numpy as np
     from matplotlib import font_manager
 
-    from report import render
+    from policytag.report import render
 
     # No system font at all (this machine has no CJK one anyway): the bundled font must suffice.
     monkeypatch.setattr(font_manager.fontManager, "ttflist", [])
@@ -415,7 +416,7 @@ def test_cjk_font_comes_from_the_python_environment_and_renders_glyphs(monkeypat
 def test_no_cjk_font_anywhere_is_a_clear_error(monkeypatch):
     from matplotlib import font_manager
 
-    from report import render
+    from policytag.report import render
 
     monkeypatch.setattr(render, "BUNDLED_FONT", ("mplfonts", "fonts/absent.otf"))
     monkeypatch.setattr(font_manager.fontManager, "ttflist", [])

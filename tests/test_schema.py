@@ -1,8 +1,8 @@
 import pytest
 from typer.testing import CliRunner
 
-from labels.schema import CodebookError, load_codebook
-from policytag import app
+from policytag.labels.schema import CodebookError, load_codebook
+from policytag.cli import app
 
 from conftest import ROOT, shared_path
 

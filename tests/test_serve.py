@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from serve.app import Settings, create_app
+from policytag.serve.app import Settings, create_app
 
 from conftest import EXAMPLES
 
@@ -226,7 +226,7 @@ def test_api_fuzz_finds_no_server_errors(server):
 def test_api_and_ingest_merge_metadata_the_same_way(client, tmp_path):
     """Stated metadata overrides the parsed header, and level/nature/year follow the stated
     fields on both paths (they once drifted: the API kept the level parsed from the text)."""
-    from nlp.ingest import iter_ingest
+    from policytag.nlp.ingest import iter_ingest
 
     text = "关于推进分级诊疗制度建设的指导意见\n某市卫生健康委员会\n一、推进家庭医生签约服务，引导居民基层首诊。\n"
     given = {"issuer": "国务院办公厅", "title": "关于推进分级诊疗制度建设的指导意见"}

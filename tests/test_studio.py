@@ -11,12 +11,12 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from labels.agreement import krippendorff_alpha, masi_distance
-from labels.export import parse_export
-from labels.schema import load_codebook
-from labels.studio import (StudioError, connect, create_personal_access_token, explain, labeling_config,
-                           prediction_result, to_task)
-from policytag import app
+from policytag.labels.agreement import krippendorff_alpha, masi_distance
+from policytag.labels.export import parse_export
+from policytag.labels.schema import load_codebook
+from policytag.labels.studio import (StudioError, connect, create_personal_access_token, explain, labeling_config,
+                                     prediction_result, to_task)
+from policytag.cli import app
 
 from conftest import ADMIN, EXAMPLES, free_port, shared_path
 
@@ -120,7 +120,7 @@ def test_error_messages_read_cleanly_and_name_the_url():
     assert "***" not in msg and "legacy API token" in msg and "policytag studio token" in msg
     leak = ApiError(status_code=400, body={"detail": "bad header Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"})
     assert "eyJ" not in explain("x", leak) and "Bearer ***" in explain("x", leak)
-    from labels.studio import _is_local, local_backend_hint
+    from policytag.labels.studio import _is_local, local_backend_hint
 
     assert _is_local("http://127.0.0.1:9090") and _is_local("http://10.1.2.3:9090") and not _is_local("http://8.8.8.8")
     assert "ML_BLOCK_LOCAL_IP=false SSRF_PROTECTION_ENABLED=false label-studio start" in local_backend_hint("http://127.0.0.1:9090")

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from serve.app import Settings, create_app
+from policytag.serve.app import Settings, create_app
 
 from conftest import EXAMPLES
 
@@ -28,7 +28,7 @@ CORRUPT = b"PK\x03\x04 this is not a real Word file"
 
 def expected_paragraphs() -> list[dict]:
     """What `policytag ingest` makes of the example documents, in order."""
-    from nlp.ingest import iter_ingest
+    from policytag.nlp.ingest import iter_ingest
 
     records = []
     for result in iter_ingest(sorted(EXAMPLES.iterdir())):
@@ -111,12 +111,12 @@ def test_limits_bad_files_and_metadata(client):
     assert files["医联体.txt"]["status"] == "tagged" and files["医联体.txt"]["paragraphs"] == 15
     rows = client.get(f"/web/api/jobs/{jid}/rows", headers=AUTH).json()["rows"]
     assert len(rows) == 15 and {r["title"] for r in rows} == {"测试文件"}  # stated metadata overrides the parsed header
-    from nlp.metadata import merge_metadata, parse_metadata
+    from policytag.nlp.metadata import merge_metadata, parse_metadata
 
     merged = merge_metadata(parse_metadata(text.decode("utf-8").splitlines()), {"issuer": "示范市卫生健康委员会", "title": "测试文件"})
     xlsx = client.get(f"/web/api/jobs/{jid}/download/tags.xlsx", headers=AUTH)
     assert xlsx.status_code == 200
-    from models.batch import read_tags
+    from policytag.nlp.tagsfile import read_tags
 
     path = Path(client.app.state.web_jobs.root) / jid / "tags.xlsx"
     frame = read_tags(path)
@@ -130,7 +130,7 @@ def test_limits_bad_files_and_metadata(client):
 
 
 def test_studio_push_sends_chosen_paragraphs_with_suggestions(client, monkeypatch):
-    import labels.studio as studio
+    import policytag.labels.studio as studio
 
     job = client.post("/web/api/jobs", json={"text": (EXAMPLES / "医联体实施意见_utf8.txt").read_text(encoding="utf-8")},
                       headers=AUTH).json()
@@ -203,7 +203,7 @@ def browser():
 def test_page_in_chromium(server, browser, tmp_path):
     from playwright.sync_api import expect
 
-    from models.batch import read_tags
+    from policytag.nlp.tagsfile import read_tags
 
     expected = expected_paragraphs()
     context = browser.new_context(accept_downloads=True, viewport={"width": 1280, "height": 900})
@@ -301,7 +301,7 @@ def test_page_in_chromium(server, browser, tmp_path):
     # the same numbers as `policytag report` on the downloaded tags
     from typer.testing import CliRunner
 
-    from policytag import app
+    from policytag.cli import app
 
     result = CliRunner().invoke(app, ["report", str(xlsx), "--out", str(tmp_path / "report"), "--no-charts"])
     assert result.exit_code == 0, result.output
@@ -330,7 +330,7 @@ def test_page_assets_are_package_data():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     from conftest import ROOT
-    from serve import web
+    from policytag.serve import web
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["serve"]
     shipped = {p for pattern in declared for p in (ROOT / "serve").glob(pattern)}

@@ -2,8 +2,8 @@
 has not seen (out-of-fold figures, mean ± sd over document folds)."""
 from __future__ import annotations
 
-from labels.export import ParseReport
-from labels.schema import Codebook
+from policytag.labels.export import ParseReport
+from policytag.labels.schema import Codebook
 
 from .cv import CVRun
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labels.schema import Codebook
-from models.tagger import context_texts
+from policytag.labels.schema import Codebook
+from policytag.models.tagger import context_texts
 
 from .data import DataError
 from .metrics import evaluate, tune_thresholds
@@ -77,11 +77,10 @@ class CVRun:
 
 def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, seed: int | None = None) -> CVRun:
     """OOF probabilities of every member of `cfg`'s recipe over k document folds."""
-    from rich.console import Console
+    from policytag.console import err
 
     from .train import _device, train_members
 
-    err = Console(stderr=True)
     device = device if device is not None else (_device(None) if "encoder" in cfg.members else None)
     fold = document_folds(data.y, data.groups, k, cfg.seed if seed is None else seed)
     contexts = context_texts(data.titles, len(data.texts)) if cfg.context == "title" else None

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from labels.export import Example
-from labels.schema import Codebook
-from nlp.segment import normalize_text
+from policytag.labels.export import Example
+from policytag.labels.schema import Codebook
+from policytag.nlp.segment import normalize_text
 
 
 class DataError(ValueError):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labels.schema import Codebook
+from policytag.labels.schema import Codebook
 
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.96, 0.05), 2)
 

@@ -1,13 +1,6 @@
-"""Training a tagger into a model directory.
-
-`fit` is the one pipeline behind `policytag train`, the service's retrain and the quality
-benchmark:
-
-1. cross-validation over documents (`training.cv`): every paragraph gets a probability from
-   a model that never saw its document;
-2. thresholds chosen on those out-of-fold probabilities, shrunk toward one global value, and
-   the metrics of the model card measured out of fold (never on the rows that tuned them);
-3. the shipped model trained on *all* the data and written atomically.
+"""Training the members of a tagger: the recipe (`TrainConfig`, every hyperparameter in one
+place), the fine-tuned encoder and the TF-IDF model, and the checkpoints that make a run
+resumable. `training.cv` runs these over document folds; `training.fit` puts it all together.
 
 Each training run (a fold, or the final model) is a *stage*; its state is checkpointed in
 `<out>.checkpoint/` so Ctrl-C stops cleanly and `--resume` continues bit for bit, and a
@@ -18,26 +11,20 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import re
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
-from rich.console import Console
 
-from labels.export import ParseReport
-from labels.schema import Codebook
-from models.tagger import (EncoderBackend, EnsembleBackend, Tagger, TfidfBackend, context_texts, encode,
-                           encoder_classifier, length_batches, pick_device, set_cpu_threads, tfidf_input)
+from policytag.console import err, progress
+from policytag.labels.schema import Codebook
+from policytag.models.tagger import (EncoderBackend, EnsembleBackend, TfidfBackend, encode, encoder_classifier,
+                                     length_batches, pick_device, set_cpu_threads, tfidf_input)
 
-from .metrics import tune_thresholds
-
-err = Console(stderr=True, soft_wrap=True)  # messages stay one line, whatever the path length
 
 MODELS = ("ensemble", "encoder", "tfidf")
 CONTEXTS = ("title", "none")
@@ -93,22 +80,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def base_model_licence(base: str) -> str:
-    """The licence stated in the base model's card (front matter or a License section)."""
-    for name in ("MODEL_CARD.md", "README.md"):
-        card = Path(base) / name
-        if not card.exists():
-            continue
-        text = card.read_text(encoding="utf-8", errors="replace")
-        m = re.search(r"^license:\s*(\S.*)$", text, re.M)
-        if m:
-            return m.group(1).strip()
-        m = re.search(r"^#+\s*Licen[cs]e\s*\n+(.+?)(?:\n\n|\n#|$)", text, re.M | re.S)
-        if m:
-            return " ".join(m.group(1).split())
-    return "not stated in the base model directory: check its model card before use"
 
 
 def _pos_weight(y: np.ndarray, cap: float):
@@ -212,7 +183,7 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
                   device, ckpt: Checkpoint | None, stage: str, label: str) -> tuple[EncoderBackend, dict]:
     """Fine-tune on (texts, y) and return the model in memory, with speed figures."""
     import torch
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import TextColumn, TimeRemainingColumn
     from transformers import get_linear_schedule_with_warmup
 
     seed_everything(cfg.seed)
@@ -262,11 +233,9 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
     previous_handler = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     start, seen = time.time(), 0
     model.train()
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
     try:
         # Off the main thread (the service's retrain) there is no terminal to draw on: log instead.
-        with Progress(*columns, console=err, disable=not main_thread) as bar:
+        with progress(TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not main_thread) as bar:
             task = bar.add_task(label, total=total, completed=step, info="")
             while step < total:
                 epoch = step // steps_per_epoch
@@ -304,7 +273,7 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
 
 
 def train_tfidf(texts: list[str], contexts: list[str] | None, y: np.ndarray, cfg: TrainConfig) -> TfidfBackend:
-    from models.baseline import fit_tfidf
+    from policytag.models.baseline import fit_tfidf
 
     inputs = texts if contexts is None else [tfidf_input(t, c) for t, c in zip(texts, contexts)]
     return TfidfBackend(fit_tfidf(inputs, y, seed=cfg.seed), use_context=contexts is not None)
@@ -339,90 +308,3 @@ def _device(device: str | None):
 
 
 # -- the model directory ---------------------------------------------------------------------
-def write_model_dir(out: Path, fill) -> None:
-    """Build the model directory in a temp dir beside `out`, then swap it in. Only a policytag
-    model directory is ever replaced (callers check `--out` first: see nlp.files)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        fill(tmp)
-        from nlp.files import apply_umask
-
-        apply_umask(tmp)  # mkdtemp makes 0700: the model folder gets what the user's umask asks for
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            old.rmdir()
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-_write_model_dir = write_model_dir  # the name tests and older callers use
-
-
-def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport | None = None,
-        resume: bool = False, device: str | None = None) -> dict:
-    """Cross-validate (thresholds + honest metrics), train on everything, write `out`."""
-    from . import cv
-    from .card import model_card
-
-    out = Path(out)
-    if cfg.model != "tfidf" and not cfg.base_model:
-        raise ValueError("a base model is required for the encoder (--base-model)")
-    contexts = context_texts(data.titles, len(data.texts)) if cfg.context == "title" else None
-    ckpt = Checkpoint(out.with_name(out.name + ".checkpoint"),
-                      Checkpoint.fingerprint_of(data.texts, contexts, data.y, cfg), resume)
-    if resume and not ckpt.dir.exists():
-        err.print(f"[yellow]no checkpoint at {ckpt.dir}: starting from scratch[/yellow]")
-    dev = _device(device) if cfg.model != "tfidf" else None
-    start = time.time()
-    notes = list(data.notes)
-
-    k, why = cv.usable_folds(data.groups, cfg.cv_folds)
-    if why:
-        notes.append(why)
-        err.print(f"[yellow]note[/yellow] {why}")
-    run = None
-    if k >= 2:
-        run = cv.cross_validate(data, book, cfg, k, dev, ckpt)
-        probs = run.combined(cfg)
-        thresholds = tune_thresholds(data.y, probs)
-        metrics = cv.cross_fitted_metrics(book, data.y, probs, run.fold, model=str(out))
-        if len(data.texts) < 50:
-            notes.append(f"the out-of-fold estimate rests on {len(data.texts)} paragraphs only: treat it as a rough guide")
-    else:
-        thresholds = np.full(data.y.shape[1], 0.5, dtype=np.float32)
-        metrics = None
-
-    members, stats = train_members(data.texts, contexts, data.y, cfg, book, dev, ckpt, "final",
-                                   "fine-tuning (all data)")
-    seconds = time.time() - start
-    kind = cfg.model if cfg.model != "encoder" else "transformer"
-    config = {"kind": kind, "labels": book.flat_labels, "schema": book.name, "schema_version": book.version,
-              "max_length": cfg.max_length, "context": cfg.context,
-              "model_version": f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}", "train_seconds": round(seconds, 1)}
-    if cfg.model == "ensemble":
-        config["members"] = [{"kind": n if n != "encoder" else "transformer", "weight": w}
-                             for n, w in zip(cfg.members, cfg.weights)]
-    if cfg.model != "tfidf":
-        config.update(base_model=cfg.base_model, pooling="mean",
-                      examples_per_second=round(stats.get("examples_per_second", 0.0), 1))
-    tagger = Tagger(ensemble_of(members, cfg), book, config, thresholds)
-    licence = base_model_licence(cfg.base_model) if cfg.model != "tfidf" else ""
-    card = model_card(book, cfg, data, metrics, run, report, seconds, licence, notes, stats)
-
-    def fill(d: Path) -> None:
-        tagger.save(d)
-        (d / "training_config.json").write_text(json.dumps(asdict(cfg), ensure_ascii=False, indent=2), encoding="utf-8")
-        (d / "metrics.json").write_text(json.dumps(metrics or {"note": notes[-1] if notes else "no estimate"},
-                                                   ensure_ascii=False, indent=2), encoding="utf-8")
-        (d / "MODEL_CARD.md").write_text(card.replace("{model_version}", config["model_version"]), encoding="utf-8")
-
-    write_model_dir(out, fill)
-    ckpt.clear()  # finished: the checkpoint is no longer needed
-    return {"metrics": metrics, "seconds": seconds, "notes": notes, "folds": k, **stats}

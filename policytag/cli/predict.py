@@ -6,13 +6,11 @@ from pathlib import Path
 from typing import List
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import TextColumn
 from rich.table import Table
 
-from .tagger import Runtime
-
-err = Console(stderr=True)
+from policytag.console import err, progress
+from policytag.models.tagger import Runtime
 
 
 def fail(message: str, code: int = 2):
@@ -42,7 +40,7 @@ def model_load_errors() -> tuple[type[BaseException], ...]:
 
 def load_model_or_exit(model: Path, backend: str = "torch", device: str | None = None):
     """Load a model directory for a command, or end it with a one-line reason (exit 2)."""
-    from .tagger import load_model
+    from policytag.models.tagger import load_model
 
     try:
         return load_model(model, device, backend)
@@ -62,9 +60,10 @@ def predict(
     backend: Runtime = typer.Option(Runtime.torch, help="torch, or onnx (int8) / onnx-fp32 after `policytag export-onnx`."),
 ) -> None:
     """Tag every paragraph of new policy documents. Rows out = paragraphs in, checked at the end."""
-    from nlp.files import OutputBusy, OutputPathError, check_writable_file, lock_path
+    from policytag.files import OutputBusy, OutputPathError, check_writable_file, lock_path
 
-    from .batch import FORMATS, BatchInterrupted, RowCountMismatch, journal_paths, run_batch
+    from policytag.nlp.tagsfile import FORMATS
+    from policytag.models.batch import BatchInterrupted, RowCountMismatch, journal_paths, run_batch
 
     if out.suffix not in FORMATS:
         fail(f"--out must end in one of {', '.join(sorted(FORMATS))}")
@@ -74,7 +73,7 @@ def predict(
     except OutputPathError as exc:
         fail(str(exc))
     if lock_path(out).exists():
-        from nlp.files import exclusive_lock
+        from policytag.files import exclusive_lock
 
         try:  # fail fast, before the model loads, when another run holds this output
             with exclusive_lock(out):
@@ -83,8 +82,7 @@ def predict(
             fail(str(exc))
     tagger = load_model_or_exit(model, backend.value)
     start = time.time()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeElapsedColumn(), console=err) as bar:
+    with progress(TextColumn("{task.fields[rate]}")) as bar:
         task = bar.add_task("tagging paragraphs", total=0, rate="")
 
         def on_file(result):
@@ -113,7 +111,7 @@ def predict(
             bar.stop()
             fail(str(exc), 1)
         except OSError as exc:  # e.g. the disk filled while writing the output
-            from nlp.files import describe_error
+            from policytag.files import describe_error
 
             bar.stop()
             journal = journal_paths(out)[0]
@@ -148,10 +146,11 @@ def export_onnx_cmd(
     quantize: bool = typer.Option(True, help="Also write an int8 dynamically quantised model."),
 ) -> None:
     """Export the model to ONNX (and int8) inside its directory; use with `predict --backend onnx`."""
-    from .onnx import export_onnx
+    from policytag.models.onnx import export_onnx
+    from policytag.models.tagger import load_model
 
     try:
-        paths = export_onnx(model, quantize)
+        paths = export_onnx(load_model(model, device="cpu"), quantize)
     except model_load_errors() as exc:
         fail(f"{model}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
     for p in paths:

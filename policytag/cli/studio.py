@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .cli import SchemaOption, load_or_exit
+from policytag.cli.labels import SchemaOption, load_or_exit
 
 app = typer.Typer(help="Label Studio: labeling config, project set-up, tasks, export, agreement, active learning.",
                   no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+from policytag.console import err, out
 
 UrlOption = typer.Option(None, "--url", envvar="LABEL_STUDIO_URL", help="Label Studio URL (env LABEL_STUDIO_URL).")
 # show_envvar/show_default off: the token never appears in help output or logs.
@@ -24,7 +22,7 @@ TitleOption = typer.Option("policytag", "--title", help="Project title.")
 
 
 def _client(url, api_key):
-    from .studio import StudioError, connect
+    from policytag.labels.studio import StudioError, connect
 
     try:
         return connect(url, api_key)
@@ -40,7 +38,7 @@ def _fail(exc) -> None:
 @app.command("config")
 def config(schema: Optional[Path] = SchemaOption) -> None:
     """Print the labeling config XML generated from the codebook."""
-    from .studio import labeling_config
+    from policytag.labels.studio import labeling_config
 
     print(labeling_config(load_or_exit(schema)))
 
@@ -54,7 +52,7 @@ def setup(title: str = TitleOption, schema: Optional[Path] = SchemaOption, url: 
                                                    "Label Studio picks them and serves them first.")) -> None:
     """Create the project, or update its labeling config if it exists (never duplicates), and set
     Label Studio's overlap so that agreement can be measured in the normal labelling flow."""
-    from .studio import StudioError, set_overlap, setup_project
+    from policytag.labels.studio import StudioError, set_overlap, setup_project
 
     book = load_or_exit(schema)
     try:
@@ -78,7 +76,7 @@ def token(email: str = typer.Option(..., "--email", help="Your Label Studio acco
           url: Optional[str] = UrlOption) -> None:
     """Create a personal access token for scripted set-ups and print it (only it, on stdout):
     `export LABEL_STUDIO_API_KEY=$(policytag studio token --email you@example.org)`."""
-    from .studio import StudioError, create_personal_access_token
+    from policytag.labels.studio import StudioError, create_personal_access_token
 
     if not url:
         _fail("set LABEL_STUDIO_URL or pass --url")
@@ -93,7 +91,7 @@ def token(email: str = typer.Option(..., "--email", help="Your Label Studio acco
 @app.command("invite")
 def invite(url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption) -> None:
     """Print the sign-up link that adds annotators to your Label Studio organisation."""
-    from .studio import StudioError, invite_url
+    from policytag.labels.studio import StudioError, invite_url
 
     try:
         print(invite_url(_client(url, api_key)))
@@ -112,7 +110,7 @@ def connect_backend_cmd(
     """Register the running `policytag serve` as the project's ML backend (HTTP Basic auth
     carrying the service token), with interactive pre-annotation and predictions on tasks that
     have none; its webhook gets the token too. Checked: Label Studio gets a test prediction."""
-    from .studio import StudioError, connect_backend, project_id
+    from policytag.labels.studio import StudioError, connect_backend, project_id
 
     if not token:
         err.print("[yellow]warning[/yellow]: no POLICYTAG_API_TOKEN / --token: registering without credentials "
@@ -135,14 +133,14 @@ def push(paragraphs: Path = typer.Argument(..., help="Paragraphs JSONL from `pol
          title: str = TitleOption, schema: Optional[Path] = SchemaOption, url: Optional[str] = UrlOption,
          api_key: Optional[str] = KeyOption) -> None:
     """Import paragraphs as tasks; those already imported (same doc_id + paragraph_index) are skipped."""
-    from .studio import StudioError, project_id, push_tasks, read_paragraphs
+    from policytag.labels.studio import StudioError, project_id, push_tasks, read_paragraphs
 
     book = load_or_exit(schema)
     try:
         records = read_paragraphs(paragraphs)
         tagger = None
         if predictions:
-            from models.cli import load_model_or_exit
+            from policytag.cli.predict import load_model_or_exit
 
             tagger = load_model_or_exit(predictions)
         ls = _client(url, api_key)
@@ -158,10 +156,10 @@ def pull(out_path: Path = typer.Option(..., "--out", help="Where to write the JS
          title: str = TitleOption, url: Optional[str] = UrlOption, api_key: Optional[str] = KeyOption,
          schema: Optional[Path] = SchemaOption) -> None:
     """Export the project's annotations (Label Studio JSON format), written atomically."""
-    from nlp.files import OutputPathError, check_writable_file, write_json_atomic
+    from policytag.files import OutputPathError, check_writable_file, write_json_atomic
 
-    from .export import parse_export
-    from .studio import StudioError, export_project, project_id
+    from policytag.labels.export import parse_export
+    from policytag.labels.studio import StudioError, export_project, project_id
 
     book = load_or_exit(schema)
     try:
@@ -185,8 +183,8 @@ def agreement_cmd(export: Path = typer.Argument(..., help="Label Studio JSON exp
                   as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
                   schema: Optional[Path] = SchemaOption, top: int = typer.Option(10, help="How many disputed tasks to list.")) -> None:
     """Inter-annotator agreement on tasks with two or more annotations."""
-    from .agreement import agreement
-    from .export import load_export
+    from policytag.labels.agreement import agreement
+    from policytag.labels.export import load_export
 
     book = load_or_exit(schema)
     try:
@@ -240,10 +238,10 @@ def suggest(model: Path = typer.Option(..., "--model", help="Model directory."),
 
     In Label Studio's Data Manager, filter on these task ids, or sort by prediction score
     ascending: `push --predictions` stores the same confidence as each prediction's score."""
-    from models.cli import load_model_or_exit
-    from nlp.files import OutputPathError, check_writable_file, write_json_atomic
+    from policytag.cli.predict import load_model_or_exit
+    from policytag.files import OutputPathError, check_writable_file, write_json_atomic
 
-    from .studio import StudioError, confidence, model_text, project_id, unlabeled_tasks
+    from policytag.labels.studio import StudioError, confidence, model_text, project_id, unlabeled_tasks
 
     try:
         if out_path is not None:

@@ -6,23 +6,16 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .files import OutputPathError, atomic_path, check_writable_file
-from .ingest import MetadataError, iter_ingest, load_metadata_option
+from policytag.files import OutputPathError, atomic_path, check_writable_file
+from policytag.nlp.ingest import MetadataError, iter_ingest, load_metadata_option
 
-err = Console(stderr=True)
+from policytag.console import err, progress
 
 
 class _NothingRead(Exception):
     pass
-
-
-def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=err, transient=False)
 
 
 def ingest(
@@ -47,7 +40,7 @@ def ingest(
     read = skipped = written = 0
     failures: list[tuple[str, str]] = []
     try:
-        with progress_bar() as bar, atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        with progress() as bar, atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             task = bar.add_task("ingesting", total=None)
             for result in iter_ingest(paths, unit, metadata, progress=lambda n: bar.update(task, total=n)):
                 bar.advance(task)

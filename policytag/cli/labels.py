@@ -5,14 +5,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .schema import CodebookError, load_codebook
+from policytag.console import err, out
+from policytag.labels.schema import CodebookError, load_codebook
 
 app = typer.Typer(help="Show and validate label codebooks.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
 SchemaOption = typer.Option(None, "--schema", help="Codebook YAML (default: the shipped IHMS codebook).")
 

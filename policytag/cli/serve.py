@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from models.tagger import Runtime
+from policytag.models.tagger import Runtime
 
 
 def is_loopback(host: str) -> bool:
@@ -48,9 +48,9 @@ def serve(
     Without a token, a non-loopback --host is refused unless --allow-open is given."""
     import uvicorn
 
-    from models.cli import load_model_or_exit
+    from policytag.cli.predict import load_model_or_exit
 
-    from .app import Settings, create_app
+    from policytag.serve.app import Settings, create_app
 
     if not (model / "policytag.json").exists():
         typer.echo(f"error: {model}: not a policytag model directory (no policytag.json)", err=True)

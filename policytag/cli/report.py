@@ -6,16 +6,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table as RichTable
 
-err = Console(stderr=True)
-out_console = Console()
+from policytag.console import err
+from policytag.console import out as out_console
 
 
 def _read(path: Path, book):
     """A tags file as a frame, or exit 2 with the reason."""
-    from models.batch import read_tags
+    from policytag.nlp.tagsfile import read_tags
 
     try:
         frame = read_tags(path)
@@ -46,12 +45,12 @@ def report(
 ) -> None:
     """The 6D paper's Tables 1-12 (numbered and laid out as published) and extra views, for any tagged corpus;
     with the medsec codebook, the medical-security study's Table 1 and objectives, then level, nature and year tables."""
-    from labels.cli import load_or_exit
-
-    from . import medsec
-    from .compare import compare_all, compare_with_paper
-    from .render import FontMissing, write_report
-    from .sixd import YearBins, build_tables, corpus
+    from policytag.cli.labels import load_or_exit
+    from policytag.report import medsec
+    from policytag.report.compare import compare_all
+    from policytag.report.render import FontMissing, write_report
+    from policytag.report.sixd import YearBins, corpus
+    from policytag.report.tables import build_tables, compare_with_paper
 
     book = load_or_exit(schema)
     try:

@@ -10,13 +10,13 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from labels.cli import app as labels_app
-from labels.studio_cli import app as studio_app
-from nlp.cli import ingest
-from models.cli import export_onnx_cmd, predict
-from report.cli import report
-from serve.cli import serve
-from training.cli import evaluate_cmd, train
+from policytag.cli.labels import app as labels_app
+from policytag.cli.studio import app as studio_app
+from policytag.cli.ingest import ingest
+from policytag.cli.predict import export_onnx_cmd, predict
+from policytag.cli.report import report
+from policytag.cli.serve import serve
+from policytag.cli.train import evaluate_cmd, train
 
 
 def _handled_errors() -> tuple[type[BaseException], ...]:
@@ -35,7 +35,7 @@ class ReportingGroup(TyperGroup):
     line on stderr and an exit code; programming errors still show their traceback."""
 
     def invoke(self, ctx):
-        from nlp.files import describe_error
+        from policytag.files import describe_error
 
         try:
             return super().invoke(ctx)

@@ -6,17 +6,17 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from labels.cli import load_or_exit
-from labels.export import ParseReport, parse_export
+from policytag.cli.labels import load_or_exit
+from policytag.labels.export import ParseReport, parse_export
 
-from .data import DataError, prepare
-from .train import Interrupted, TrainConfig, fit
+from policytag.training.data import DataError, prepare
+from policytag.training.fit import fit
+from policytag.training.train import Interrupted, TrainConfig
 
-out_console = Console()
-err = Console(stderr=True, soft_wrap=True)  # one line per message, whatever the path length
+from policytag.console import err
+from policytag.console import out as out_console
 
 
 def load_examples(paths: List[Path], book, policy: str = "majority"):
@@ -94,7 +94,7 @@ def train(
 ) -> None:
     """Train a multi-label tagger on Label Studio exports: cross-validate over documents
     (thresholds and metrics out of fold), then train the shipped model on all the data."""
-    from nlp.files import OutputPathError, check_model_out_dir
+    from policytag.files import OutputPathError, check_model_out_dir
 
     if baseline not in (None, "tfidf"):
         err.print("[red]--baseline must be 'tfidf'[/red]")
@@ -162,7 +162,7 @@ def evaluate_cmd(
 ) -> None:
     """Score a model on annotated data, or (--cv K) cross-validate the training recipe over
     documents: table on screen, JSON for other tools, Markdown for people."""
-    from nlp.files import OutputPathError, check_writable_file, write_json_atomic, write_text_atomic
+    from policytag.files import OutputPathError, check_writable_file, write_json_atomic, write_text_atomic
 
     try:
         for path, what in ((output, "the metrics JSON"), (report_path, "the Markdown report")):
@@ -179,15 +179,15 @@ def evaluate_cmd(
         if output:
             write_json_atomic(output, {"folds": cv, "models": results})
         if report_path:
-            from .cv import markdown_table
+            from policytag.training.cv import markdown_table
 
             write_text_atomic(report_path, f"# {cv}-fold cross-validation over documents\n\n"
                               "Out-of-fold figures, mean ± sd over folds; thresholds tuned on the other folds only.\n\n"
                               + markdown_table(results) + "\n")
         return
-    from models.tagger import load_model
+    from policytag.models.tagger import load_model
 
-    from .metrics import evaluate
+    from policytag.training.metrics import evaluate
 
     try:
         tagger = load_model(model)
@@ -212,7 +212,7 @@ def evaluate_cmd(
 
 
 def _cross_validate_cmd(data, k, base_model, baseline, context, epochs, schema, policy, device) -> dict[str, dict]:
-    from . import cv
+    from policytag.training import cv
 
     book = load_or_exit(schema)
     examples, _ = load_examples(data, book, policy)
