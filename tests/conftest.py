@@ -2,10 +2,12 @@
 skip with a loud reason when it is absent."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -72,6 +74,39 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+POLICYTAG = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
+
+
+@contextlib.contextmanager
+def serving(model_dir: Path, env: dict[str, str], timeout: float = 120):
+    """A real `policytag serve` process on a free port; yields its URL once /readyz says ready,
+    stops it afterwards. Its output is shown if it dies while starting."""
+    port = free_port()
+    proc = subprocess.Popen([POLICYTAG, "serve", "--model", str(model_dir), "--port", str(port)],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + timeout
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"policytag serve exited: {proc.stdout.read()}")
+            if time.time() > deadline:
+                raise RuntimeError(f"policytag serve did not become ready in {timeout:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from conftest import EXAMPLES, shared_path
+from conftest import EXAMPLES, serving, shared_path
 from policytag.cli import app
 
 runner = CliRunner()
@@ -209,31 +209,8 @@ def test_micro_batcher_fails_only_the_request_that_fails():
 def server(transformer_model):
     """A real uvicorn process serving the tiny transformer, with a token and the Label Studio
     routes open (POLICYTAG_ML_BACKEND_OPEN=1): the set-up in which /predict is unauthenticated."""
-    from test_studio import free_port
-
-    port = free_port()
-    env = {**os.environ, "POLICYTAG_API_TOKEN": TOKEN, "POLICYTAG_ML_BACKEND_OPEN": "1"}
-    proc = subprocess.Popen([EXE, "serve", "--model", str(transformer_model), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    import time
-
-    deadline = time.time() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read())
-        if time.time() > deadline:
-            proc.kill()
-            raise RuntimeError("server did not become ready")
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serving(transformer_model, {"POLICYTAG_API_TOKEN": TOKEN, "POLICYTAG_ML_BACKEND_OPEN": "1"}) as url:
+        yield url
 
 
 POISON = b'{"paragraphs": ["\\u63a8\\u8fdb\\ud800\\u533b\\u8054\\u4f53"]}'  # a lone surrogate inside Chinese text

@@ -2,12 +2,6 @@
 import base64
 import concurrent.futures
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from policytag.serve.app import Settings, create_app
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, serving
 
 TOKEN = "test-token-5521"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -123,34 +117,10 @@ def test_concurrent_requests_are_batched_and_correct(client):
 
 
 # --- a real uvicorn process -------------------------------------------------------------------
-def start_server(model_dir, port, env_extra=None):
-    exe = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
-    env = {**os.environ, "POLICYTAG_API_TOKEN": TOKEN, **(env_extra or {})}
-    proc = subprocess.Popen([exe, "serve", "--model", str(model_dir), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read())
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
-
-
 @pytest.fixture(scope="module")
 def server(model_dir):
-    from test_studio import free_port
-
-    proc, url = start_server(model_dir, free_port())
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with serving(model_dir, {"POLICYTAG_API_TOKEN": TOKEN}) as url:
+        yield url
 
 
 def test_real_uvicorn_process(server):

@@ -18,7 +18,7 @@ from policytag.labels.studio import (StudioError, connect, create_personal_acces
                                      prediction_result, to_task)
 from policytag.cli import app
 
-from conftest import ADMIN, EXAMPLES, free_port, shared_path
+from conftest import ADMIN, EXAMPLES, free_port, serving, shared_path
 
 runner = CliRunner()
 BOOK = load_codebook()
@@ -333,7 +333,7 @@ def test_ml_backend_connected_to_label_studio_and_webhook_retrain(studio, tfidf_
     service token (no route left open); opening a new task makes Label Studio store our
     prediction; Label Studio's own webhook (with the token) counts towards a background retrain
     from the project's export, and the new model is swapped in (model_version changes)."""
-    from test_serve import AUTH, TOKEN, start_server
+    from test_serve import AUTH, TOKEN
 
     ls = studio["client"]
     r = cli(studio, "setup", "--title", "ml backend")
@@ -344,12 +344,11 @@ def test_ml_backend_connected_to_label_studio_and_webhook_retrain(studio, tfidf_
     ls.projects.import_tasks(id=pid, request=[{"data": {k: "" if v is None else v for k, v in t["data"].items()}, "annotations": [{"result": a["result"]} for a in t["annotations"]]}
                                               for t in tasks], commit_to_project=True)
 
-    port = free_port()
-    env = {"LABEL_STUDIO_URL": studio["url"], "LABEL_STUDIO_API_KEY": studio["token"], "POLICYTAG_RETRAIN_AFTER": "2"}
+    env = {"POLICYTAG_API_TOKEN": TOKEN, "LABEL_STUDIO_URL": studio["url"], "LABEL_STUDIO_API_KEY": studio["token"],
+           "POLICYTAG_RETRAIN_AFTER": "2"}
     model_copy = tmp_path / "served"
     shutil.copytree(tfidf_model, model_copy)
-    proc, url = start_server(model_copy, port, env)
-    try:
+    with serving(model_copy, env) as url:
         assert httpx.post(f"{url}/setup", json={}).status_code == 401  # nothing open without the token
         base = {"LABEL_STUDIO_URL": studio["url"], "LABEL_STUDIO_API_KEY": studio["token"]}
         r = runner.invoke(app, ["studio", "connect-backend", "--backend-url", url, "--title", "ml backend"],
@@ -387,6 +386,3 @@ def test_ml_backend_connected_to_label_studio_and_webhook_retrain(studio, tfidf_
         assert info["model_version"] != version
         r = httpx.post(f"{url}/v1/tag", json={"paragraphs": ["推进互联网医院建设。"]}, headers=AUTH).json()
         assert r["model_version"] == info["model_version"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)

@@ -2,21 +2,15 @@
 Debian's Chromium through Playwright against a real `policytag serve` (no browser download at run time)."""
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from policytag.serve.app import Settings, create_app
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, serving
 
 TOKEN = "web-token-8817"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -155,37 +149,12 @@ def test_studio_push_sends_chosen_paragraphs_with_suggestions(client, monkeypatc
 
 
 # ---- the page in a real browser ----------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    exe = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
-    port = free_port()
-    env = {**os.environ, "POLICYTAG_API_TOKEN": TOKEN, "POLICYTAG_WEB_DIR": str(tmp_path_factory.mktemp("web-serve")),
+    env = {"POLICYTAG_API_TOKEN": TOKEN, "POLICYTAG_WEB_DIR": str(tmp_path_factory.mktemp("web-serve")),
            "POLICYTAG_MAX_BODY_BYTES": "100000"}
-    proc = subprocess.Popen([exe, "serve", "--model", str(model_dir), "--port", str(port)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stdout.read())
-        if time.time() > deadline:
-            proc.kill()
-            raise RuntimeError("policytag serve did not become ready")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with serving(model_dir, env) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
