@@ -39,14 +39,21 @@ RECIPES = {
     "enc-title-codebook": ("encoder as enc-title, head started from codebook cue words",
                            dict(model="encoder", context="title", epochs=3, label_init="codebook")),
 }
-# ensembles: name -> [(recipe, weight)]; probabilities averaged
+# ensembles: name -> (encoder recipe, TF-IDF recipe, TF-IDF share of the average; None: learned
+# on the other folds' out-of-fold rows, as `policytag train` does)
 ENSEMBLES = {
-    "ens: enc-3ep + tfidf": [("enc-3ep", 0.5), ("tfidf", 0.5)],
-    "ens: enc-title + tfidf": [("enc-title", 0.5), ("tfidf", 0.5)],
-    "ens: enc-title + tfidf-title": [("enc-title", 0.5), ("tfidf-title", 0.5)],
-    "ens: enc-today + tfidf (default)": [("enc-today", 0.5), ("tfidf", 0.5)],
-    "ens: enc-title-codebook + tfidf-title": [("enc-title-codebook", 0.5), ("tfidf-title", 0.5)],
+    "ens: enc-3ep + tfidf": ("enc-3ep", "tfidf", 0.5),
+    "ens: enc-title + tfidf": ("enc-title", "tfidf", 0.5),
+    "ens: enc-title + tfidf, learned weight": ("enc-title", "tfidf", None),
+    "ens: enc-title + tfidf-title": ("enc-title", "tfidf-title", 0.5),
+    "ens: enc-today + tfidf": ("enc-today", "tfidf", 0.5),
+    "ens: enc-today + tfidf, learned weight (default)": ("enc-today", "tfidf", None),
+    "ens: enc-title-codebook + tfidf": ("enc-title-codebook", "tfidf", None),
 }
+# settings that do not change one member's out-of-fold probabilities stay out of its cache key
+NOT_MEMBER = {"tfidf_weight", "cv_folds", "checkpoint_every", "data", "schema"}
+ENCODER_ONLY = {"base_model", "epochs", "lr", "head_lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
+                "freeze_embeddings", "max_pos_weight", "label_init"}
 
 
 def fingerprint(data, cfg: TrainConfig, k: int) -> str:
@@ -54,7 +61,9 @@ def fingerprint(data, cfg: TrainConfig, k: int) -> str:
     for t, title in zip(data.texts, data.titles):
         h.update(f"{title}\t{t}\n".encode("utf-8", "surrogatepass"))
     h.update(data.y.tobytes())
-    h.update(json.dumps({**asdict(cfg), "data": [], "k": k}, sort_keys=True).encode())
+    settings = {key: v for key, v in asdict(cfg).items()
+                if key not in NOT_MEMBER and not (cfg.model == "tfidf" and key in ENCODER_ONLY)}
+    h.update(json.dumps({**settings, "k": k}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -102,11 +111,18 @@ def main() -> None:
     results = {}
     for name in names:
         results[name] = cv.cross_fitted_metrics(book, data.y, probs[name], fold, model=name)
-    for name, parts in ENSEMBLES.items():
-        if all(p in probs for p, _ in parts):
-            mix = sum(w * probs[p] for p, w in parts) / sum(w for _, w in parts)
-            results[name] = cv.cross_fitted_metrics(book, data.y, mix, fold, model=name)
-            results[name + ", flat 0.5"] = cv.cross_fitted_metrics(book, data.y, mix, fold, model=name, thresholds="flat")
+    for name, (enc, tfidf, weight) in ENSEMBLES.items():
+        if enc not in probs or tfidf not in probs:
+            continue
+        members = cv.CVRun(fold, {"encoder": probs[enc], "tfidf": probs[tfidf]}, {})
+        recipe = TrainConfig(model="ensemble", tfidf_weight=weight)
+        mixed = members.mixer(recipe, data.y)  # a learned weight is learned without the fold it scores
+        results[name] = cv.cross_fitted_metrics(book, data.y, mixed, fold, model=name)
+        results[name + ", flat 0.5"] = cv.cross_fitted_metrics(book, data.y, mixed, fold, model=name, thresholds="flat")
+        if weight is None:
+            learned = [cv.learn_tfidf_weight(data.y[fold != f], probs[enc][fold != f], probs[tfidf][fold != f])
+                       for f in np.unique(fold)]
+            console.print(f"{name}: TF-IDF share learned per fold {', '.join(f'{w:g}' for w in learned)}")
     table = cv.markdown_table(results)
     console.print(table, markup=False, highlight=False)
     lines = [f"{name}: {s:.0f} s for {args.folds} folds" for name, s in seconds.items()]

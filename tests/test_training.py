@@ -16,7 +16,7 @@ from policytag.labels.export import parse_export
 from policytag.labels.schema import load_codebook
 from policytag.models.tagger import load_model
 from policytag.cli import app
-from policytag.training.cv import cross_fitted_metrics, document_folds, usable_folds
+from policytag.training.cv import CVRun, cross_fitted_metrics, document_folds, learn_tfidf_weight, usable_folds
 from policytag.training.data import to_arrays
 from policytag.training.metrics import evaluate, tune_thresholds
 from policytag.training.fit import write_model_dir
@@ -81,6 +81,9 @@ def test_card_and_metrics_are_out_of_fold(tiny_model, small_export, tmp_path):
     card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "3-fold cross-validation over documents" in card and " ± " in card
     assert "### Members alone" in card
+    learned = json.loads((out / "training_config.json").read_text())["tfidf_weight"]
+    assert 0.0 <= learned <= 1.0 and "learned out of fold" in card  # the ensemble weight was learned, not set
+    assert [m["weight"] for m in config["members"]] == pytest.approx([1 - learned, learned])
     tagger = load_model(out)
     a = tagger.predict_proba(["推进家庭医生签约服务。"], ["关于推进分级诊疗制度建设的指导意见"])
     b = tagger.predict_proba(["推进家庭医生签约服务。"])
@@ -170,6 +173,37 @@ def test_cross_fitted_metrics_never_tune_on_the_scored_fold():
     per_fold = [f["dimensions"]["tool"]["per_label"][flat[0][1]]["f1"] for f in m["cv"]["per_fold"]]
     assert per_fold[1] < 1.0
     assert set(m["cv"]["mean"]) == {"dimensions", "kappa_mean"} and m["cv"]["folds"] == 2
+
+
+def test_ensemble_weight_goes_to_the_member_that_ranks_better():
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 4)) < 0.3).astype(float)
+    good = np.clip(y * 0.6 + rng.random(y.shape) * 0.5, 0, 1)
+    noise = rng.random(y.shape)
+    assert learn_tfidf_weight(y, noise, good) > 0.5  # TF-IDF ranks better: it gets the larger share
+    assert learn_tfidf_weight(y, good, noise) < 0.5
+    assert learn_tfidf_weight(y, good, good) == 0.5  # a tie keeps the plain mean
+
+
+def test_a_learned_ensemble_weight_is_learned_without_the_scored_fold():
+    """Fold 0: the encoder is right and TF-IDF is noise; fold 1: the reverse. Learned on the scored
+    fold, the weight would pick the right member each time; learned on the other fold it picks
+    the wrong one, and the cross-fitted figures must show that."""
+    from policytag.training.train import TrainConfig
+
+    rng = np.random.default_rng(1)
+    flat = BOOK.flat_labels
+    y = (rng.random((200, len(flat))) < 0.3).astype(float)
+    fold = np.repeat([0, 1], 100)
+    right, noise = y * 0.8 + 0.1, rng.random(y.shape)
+    enc = np.where(fold[:, None] == 0, right, noise)
+    tfidf = np.where(fold[:, None] == 1, right, noise)
+    run = CVRun(fold, {"encoder": enc, "tfidf": tfidf}, {})
+    honest = cross_fitted_metrics(BOOK, y, run.mixer(TrainConfig(model="ensemble"), y), fold)
+    fixed = cross_fitted_metrics(BOOK, y, run.mixer(TrainConfig(model="ensemble", tfidf_weight=0.5), y), fold)
+    learned_on_all = learn_tfidf_weight(y, enc, tfidf)
+    assert honest["cv"]["mean"]["dimensions"]["tool"]["micro_f1"] < fixed["cv"]["mean"]["dimensions"]["tool"]["micro_f1"]
+    assert 0.3 <= learned_on_all <= 0.7  # over both folds neither member wins outright
 
 
 def test_hierarchy_groups_derived_in_metrics():

@@ -9,7 +9,7 @@ from .cv import CVRun
 
 
 def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | None, report: ParseReport | None,
-               seconds: float, licence: str, notes: list[str], stats: dict) -> str:
+               seconds: float, licence: str, notes: list[str], stats: dict, weight_learned: bool = False) -> str:
     flat = book.flat_labels
     lines = ["# policytag model `{model_version}`", "",
              f"Multi-label tagger for the **{book.name}** codebook (v{book.version}): "
@@ -26,7 +26,10 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
     if cfg.model in ("ensemble", "tfidf"):
         lines.append("- TF-IDF: character 1–3-grams + one balanced logistic regression per label (scikit-learn).")
     if cfg.model == "ensemble":
-        lines.append(f"- Ensemble: probabilities averaged, encoder {1 - cfg.tfidf_weight:g} / TF-IDF {cfg.tfidf_weight:g}.")
+        how = ("learned out of fold: the TF-IDF share that ranks the out-of-fold paragraphs best, micro average "
+               "precision; the figures below learn it without the fold they score" if weight_learned else "set by --tfidf-weight")
+        lines.append(f"- Ensemble: weighted mean of the members' probabilities, encoder {1 - cfg.weights[1]:g} / "
+                     f"TF-IDF {cfg.weights[1]:g} ({how}).")
     lines += [f"- Input: {'document title and paragraph (sentence pair `title [SEP] paragraph`)' if cfg.context == 'title' else 'the paragraph alone'}.",
               "- Tool groups are derived from predicted sub-tools, never predicted on their own.",
               "- Decision thresholds (`thresholds.json`): chosen on out-of-fold probabilities, one global threshold "

@@ -72,7 +72,40 @@ class CVRun:
 
     def combined(self, cfg) -> np.ndarray:
         """The recipe's OOF probabilities: its members' weighted mean."""
-        return sum(w * self.probs[n] for n, w in zip(cfg.members, cfg.weights)) / float(sum(cfg.weights))
+        return mix(self.probs, cfg.members, cfg.weights)
+
+    def mixer(self, cfg, y: np.ndarray):
+        """For `cross_fitted_metrics`: rows -> the recipe's probabilities for every row, with an
+        ensemble weight left open (tfidf_weight None) learned on `rows` only."""
+        if cfg.model != "ensemble" or cfg.tfidf_weight is not None:
+            combined = self.combined(cfg)
+            return lambda rows: combined
+
+        def on(rows):
+            w = learn_tfidf_weight(y[rows], self.probs["encoder"][rows], self.probs["tfidf"][rows])
+            return mix(self.probs, ["encoder", "tfidf"], [1 - w, w])
+        return on
+
+
+def mix(probs: dict[str, np.ndarray], members: list[str], weights: list[float]) -> np.ndarray:
+    return sum(w * probs[n] for n, w in zip(members, weights)) / float(sum(weights))
+
+
+WEIGHT_GRID = np.round(np.linspace(0.0, 1.0, 11), 2)
+
+
+def learn_tfidf_weight(y: np.ndarray, encoder: np.ndarray, tfidf: np.ndarray) -> float:
+    """The TF-IDF share of the ensemble average that ranks these out-of-fold rows best (micro
+    average precision over all labels: no threshold involved); ties go to the value nearest 0.5.
+    The two members are not equally good, and which is better depends on the data."""
+    from sklearn.metrics import average_precision_score
+
+    truth = (y > 0).ravel()
+    if not truth.any():
+        return 0.5
+    scores = {float(w): average_precision_score(truth, ((1 - w) * encoder + w * tfidf).ravel()) for w in WEIGHT_GRID}
+    best = max(scores.values())
+    return min((w for w, s in scores.items() if s >= best - 1e-9), key=lambda w: abs(w - 0.5))
 
 
 def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, seed: int | None = None) -> CVRun:
@@ -111,17 +144,20 @@ def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, se
     return CVRun(fold, probs, seconds)
 
 
-def cross_fitted_metrics(book: Codebook, y: np.ndarray, probs: np.ndarray, fold: np.ndarray,
+def cross_fitted_metrics(book: Codebook, y: np.ndarray, probs, fold: np.ndarray,
                          model: str = "", thresholds: str = "tuned") -> dict:
     """Per-fold metrics (the metrics.json contract each), their mean and sd, and the pooled
     figures over all rows. thresholds: 'tuned' (shrunk per-label thresholds tuned on the other
-    folds' OOF probabilities) or 'flat' (0.5 everywhere)."""
+    folds' OOF probabilities) or 'flat' (0.5 everywhere). `probs`: OOF probabilities, or a
+    function of the rows to learn on (the other folds) giving them (`CVRun.mixer`): whatever is
+    chosen from data for fold f is chosen without fold f."""
     folds = []
     pooled_pred = np.zeros_like(y, dtype=bool)
     for f in np.unique(fold):
         test, rest = fold == f, fold != f
-        t = tune_thresholds(y[rest], probs[rest]) if thresholds == "tuned" and rest.any() else np.full(y.shape[1], 0.5)
-        pooled_pred[test] = probs[test] >= t
+        probs_f = probs(rest) if callable(probs) else probs
+        t = tune_thresholds(y[rest], probs_f[rest]) if thresholds == "tuned" and rest.any() else np.full(y.shape[1], 0.5)
+        pooled_pred[test] = probs_f[test] >= t
         folds.append(evaluate(book, book.flat_labels, y[test], pooled_pred[test], model=f"{model} fold {f + 1}"))
     pooled = evaluate(book, book.flat_labels, y, pooled_pred, model=model)
     return {**pooled, "cv": {"folds": len(folds), "thresholds": thresholds, "mean": _summary(folds, np.mean),
@@ -155,7 +191,7 @@ def markdown_table(results: dict[str, dict], dims: list[str] | None = None) -> s
     return "\n".join(lines)
 
 
-def compare_recipes(data, book: Codebook, k: int, base_model: str | None = None, context: str = "title",
+def compare_recipes(data, book: Codebook, k: int, base_model: str | None = None, context: str | None = None,
                     epochs: int | None = None, device: str | None = None, seed: int = 13) -> dict[str, dict]:
     """The TF-IDF baseline and (with a base model) the default recipe — its encoder and TF-IDF
     members alone and their ensemble — on the same document folds: {name: cross-fitted metrics}."""
@@ -164,7 +200,8 @@ def compare_recipes(data, book: Codebook, k: int, base_model: str | None = None,
     baseline = TrainConfig(model="tfidf", context="none", seed=seed)
     runs = {"tfidf baseline": (cross_validate(data, book, baseline, k), baseline)}
     if base_model:
-        cfg = TrainConfig(base_model=base_model, context=context, seed=seed, **({"epochs": epochs} if epochs else {}))
+        cfg = TrainConfig(base_model=base_model, seed=seed, **({"context": context} if context else {}),
+                          **({"epochs": epochs} if epochs else {}))
         run = cross_validate(data, book, cfg, k, None if device is None else __import__("torch").device(device))
         runs["recipe"] = (run, cfg)
     out = {"tfidf baseline": cross_fitted_metrics(book, data.y, runs["tfidf baseline"][0].probs["tfidf"],
@@ -174,6 +211,6 @@ def compare_recipes(data, book: Codebook, k: int, base_model: str | None = None,
         for name in cfg.members:
             label = f"{name} ({cfg.context} context)"
             out[label] = cross_fitted_metrics(book, data.y, run.probs[name], run.fold, model=label)
-        out[f"ensemble ({cfg.context} context)"] = cross_fitted_metrics(book, data.y, run.combined(cfg), run.fold,
+        out[f"ensemble ({cfg.context} context)"] = cross_fitted_metrics(book, data.y, run.mixer(cfg, data.y), run.fold,
                                                                         model="ensemble")
     return out

@@ -13,7 +13,7 @@ import re
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,16 +87,24 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
         notes.append(why)
         err.print(f"[yellow]note[/yellow] {why}")
     run = None
+    learned = cfg.model == "ensemble" and cfg.tfidf_weight is None
     if k >= 2:
         run = cv.cross_validate(data, book, cfg, k, dev, ckpt)
+        # the metrics learn the ensemble weight (when open) and thresholds without each scored fold
+        metrics = cv.cross_fitted_metrics(book, data.y, run.mixer(cfg, data.y), run.fold, model=str(out))
+        if learned:
+            cfg = replace(cfg, tfidf_weight=cv.learn_tfidf_weight(data.y, run.probs["encoder"], run.probs["tfidf"]))
+            err.print(f"ensemble weight learned out of fold: encoder {1 - cfg.tfidf_weight:g} / TF-IDF {cfg.tfidf_weight:g}")
         probs = run.combined(cfg)
         thresholds = tune_thresholds(data.y, probs)
-        metrics = cv.cross_fitted_metrics(book, data.y, probs, run.fold, model=str(out))
         if len(data.texts) < 50:
             notes.append(f"the out-of-fold estimate rests on {len(data.texts)} paragraphs only: treat it as a rough guide")
     else:
         thresholds = np.full(data.y.shape[1], 0.5, dtype=np.float32)
         metrics = None
+        if learned:
+            cfg = replace(cfg, tfidf_weight=0.5)  # nothing out of fold to learn it from
+            learned = False
 
     members, stats = train_members(data.texts, contexts, data.y, cfg, book, dev, ckpt, "final",
                                    "fine-tuning (all data)")
@@ -113,7 +121,7 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
                       examples_per_second=round(stats.get("examples_per_second", 0.0), 1))
     tagger = Tagger(ensemble_of(members, cfg), book, config, thresholds)
     licence = base_model_licence(cfg.base_model) if cfg.model != "tfidf" else ""
-    card = model_card(book, cfg, data, metrics, run, report, seconds, licence, notes, stats)
+    card = model_card(book, cfg, data, metrics, run, report, seconds, licence, notes, stats, learned)
 
     def fill(d: Path) -> None:
         tagger.save(d)

@@ -51,7 +51,8 @@ class TrainConfig:
     freeze_embeddings: bool = True
     max_pos_weight: float = 10.0
     label_init: str = "random"  # random | codebook (head rows start at the label's cue-word embedding)
-    tfidf_weight: float = 0.5  # share of the TF-IDF member in the ensemble average
+    # share of the TF-IDF member in the ensemble average; None: learned out of fold (0.5 without CV)
+    tfidf_weight: float | None = None
     checkpoint_every: int = 50
     data: list[str] = field(default_factory=list)
     schema: str = ""
@@ -62,7 +63,8 @@ class TrainConfig:
 
     @property
     def weights(self) -> list[float]:
-        return {"ensemble": [1 - self.tfidf_weight, self.tfidf_weight]}.get(self.model, [1.0])
+        w = 0.5 if self.tfidf_weight is None else self.tfidf_weight
+        return {"ensemble": [1 - w, w]}.get(self.model, [1.0])
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
