@@ -8,6 +8,7 @@ finished fold's out-of-fold probabilities are kept there so a resumed run skips 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -181,19 +182,48 @@ def init_head_from_codebook(model, tokenizer, book: Codebook, max_length: int) -
         model.head.weight.copy_(emb * model.head.weight.norm(dim=1, keepdim=True).mean())
 
 
+def _optimizer(model, cfg: TrainConfig, total_steps: int):
+    """AdamW over the trainable encoder weights and the head (its own, larger learning rate), with
+    linear warm-up and decay."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    encoder = [p for p in model.encoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW([{"params": encoder, "lr": cfg.lr}, {"params": list(model.head.parameters()), "lr": cfg.head_lr}],
+                                  weight_decay=cfg.weight_decay)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+
+
+@contextlib.contextmanager
+def _stop_between_steps():
+    """Ctrl-C is honoured between steps, never inside one: the first one appends to the yielded
+    list (the loop checkpoints and stops after the step), a second one stops at once. The
+    checkpoint written on the way out is exactly the state after a whole step, so --resume
+    replays the rest bit for bit. Off the main thread signals cannot be caught: nothing changes."""
+    stop: list[int] = []
+
+    def on_sigint(signum, frame):
+        if stop:
+            raise KeyboardInterrupt
+        stop.append(signum)
+        err.print("[yellow]interrupt: finishing this step and saving a checkpoint…[/yellow]")
+
+    previous = signal.signal(signal.SIGINT, on_sigint) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield stop
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
 def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, cfg: TrainConfig, book: Codebook,
                   device, ckpt: Checkpoint | None, stage: str, label: str) -> tuple[EncoderBackend, dict]:
     """Fine-tune on (texts, y) and return the model in memory, with speed figures."""
     import torch
     from rich.progress import TextColumn, TimeRemainingColumn
-    from transformers import get_linear_schedule_with_warmup
 
     seed_everything(cfg.seed)
     tokenizer, model = build_encoder(cfg, book, y.shape[1], device)
-    head_params = list(model.head.parameters())
-    enc_params = [p for p in model.encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": enc_params, "lr": cfg.lr}, {"params": head_params, "lr": cfg.head_lr}],
-                                  weight_decay=cfg.weight_decay)
     full_lengths = [len(ids) for ids in encode(tokenizer, texts, contexts, 10**6)["input_ids"]]
     lengths = [min(n, cfg.max_length) for n in full_lengths]
     n_truncated = sum(n > cfg.max_length for n in full_lengths)
@@ -202,7 +232,7 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
     batches = length_batches(lengths, cfg.max_length * cfg.batch_size, cfg.batch_size)
     steps_per_epoch = len(batches)
     total = steps_per_epoch * cfg.epochs
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    optimizer, scheduler = _optimizer(model, cfg, total)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y, cfg.max_pos_weight).to(device))
     y_train = torch.tensor(y)
 
@@ -221,52 +251,38 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
             ckpt.save_state(stage, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "scheduler": scheduler.state_dict(), "step": step, "torch_rng": torch.get_rng_state()})
 
-    # Ctrl-C is honoured between steps, never inside one: the checkpoint written on the way
-    # out is then exactly the state after a whole step, and --resume replays the rest bit for bit.
-    stop = []
-
-    def on_sigint(signum, frame):
-        if stop:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        stop.append(signum)
-        err.print("[yellow]interrupt: finishing this step and saving a checkpoint…[/yellow]")
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous_handler = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     start, seen = time.time(), 0
     model.train()
-    try:
-        # Off the main thread (the service's retrain) there is no terminal to draw on: log instead.
-        with progress(TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not main_thread) as bar:
-            task = bar.add_task(label, total=total, completed=step, info="")
-            while step < total:
-                epoch = step // steps_per_epoch
-                # The batch order of each epoch depends only on (seed, epoch): resume replays it exactly.
-                order = np.random.default_rng(cfg.seed + epoch).permutation(steps_per_epoch)
-                for b in order[step % steps_per_epoch:]:
-                    rows = batches[b]
-                    batch = encode(tokenizer, [texts[i] for i in rows], None if contexts is None else [contexts[i] for i in rows],
-                                   cfg.max_length, padding=True, return_tensors="pt").to(device)
-                    logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                    loss = loss_fn(logits, y_train[rows].to(device))
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    step += 1
-                    seen += len(rows)
-                    rate = seen / max(1e-9, time.time() - start)
-                    bar.update(task, completed=step, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f} {rate:.1f} ex/s")
-                    if stop or step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0:
-                        save_checkpoint()
-                    if stop:
-                        where = ckpt.dir if ckpt else "memory"
-                        raise Interrupted(f"interrupted at step {step}/{total} of {label}; checkpoint saved in {where} "
-                                          "— rerun with --resume")
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # Off the main thread (the service's retrain) there is no terminal to draw on: log instead.
+    with _stop_between_steps() as stop, \
+            progress(TextColumn("{task.fields[info]}"), TimeRemainingColumn(), disable=not main_thread) as bar:
+        task = bar.add_task(label, total=total, completed=step, info="")
+        while step < total:
+            epoch = step // steps_per_epoch
+            # The batch order of each epoch depends only on (seed, epoch): resume replays it exactly.
+            order = np.random.default_rng(cfg.seed + epoch).permutation(steps_per_epoch)
+            for b in order[step % steps_per_epoch:]:
+                rows = batches[b]
+                batch = encode(tokenizer, [texts[i] for i in rows], None if contexts is None else [contexts[i] for i in rows],
+                               cfg.max_length, padding=True, return_tensors="pt").to(device)
+                logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+                loss = loss_fn(logits, y_train[rows].to(device))
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                seen += len(rows)
+                rate = seen / max(1e-9, time.time() - start)
+                bar.update(task, completed=step, info=f"epoch {epoch + 1}/{cfg.epochs} loss {loss.item():.3f} {rate:.1f} ex/s")
+                if stop or step % cfg.checkpoint_every == 0 or step % steps_per_epoch == 0:
+                    save_checkpoint()
+                if stop:
+                    where = ckpt.dir if ckpt else "memory"
+                    raise Interrupted(f"interrupted at step {step}/{total} of {label}; checkpoint saved in {where} "
+                                      "— rerun with --resume")
     seconds = time.time() - start
     err.print(f"{label}: fine-tuned {seen} examples in {seconds:.0f} s ({seen / max(seconds, 1e-9):.1f} examples/s)")
     model.eval()
