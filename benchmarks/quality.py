@@ -36,6 +36,8 @@ RECIPES = {
     "enc-today": ("encoder, 6 epochs, paragraph only (the previous recipe)", dict(model="encoder", context="none", epochs=6)),
     "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3)),
     "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3)),
+    "enc-codebook": ("encoder as enc-today, head started from the codebook's names and cue words",
+                     dict(model="encoder", context="none", epochs=6, label_init="codebook")),
     "enc-title-codebook": ("encoder as enc-title, head started from codebook cue words",
                            dict(model="encoder", context="title", epochs=3, label_init="codebook")),
 }
@@ -46,9 +48,9 @@ ENSEMBLES = {
     "ens: enc-title + tfidf": ("enc-title", "tfidf", 0.5),
     "ens: enc-title + tfidf, learned weight": ("enc-title", "tfidf", None),
     "ens: enc-title + tfidf-title": ("enc-title", "tfidf-title", 0.5),
-    "ens: enc-today + tfidf": ("enc-today", "tfidf", 0.5),
-    "ens: enc-today + tfidf, learned weight (default)": ("enc-today", "tfidf", None),
-    "ens: enc-title-codebook + tfidf": ("enc-title-codebook", "tfidf", None),
+    "ens: enc-today + tfidf (default)": ("enc-today", "tfidf", 0.5),
+    "ens: enc-today + tfidf, learned weight": ("enc-today", "tfidf", None),
+    "ens: enc-codebook + tfidf": ("enc-codebook", "tfidf", 0.5),
 }
 # settings that do not change one member's out-of-fold probabilities stay out of its cache key
 NOT_MEMBER = {"tfidf_weight", "cv_folds", "checkpoint_every", "data", "schema"}

@@ -71,7 +71,7 @@ def test_tiny_model_trains_end_to_end_and_metrics_have_the_contract_shape(tiny_m
 def test_card_and_metrics_are_out_of_fold(tiny_model, small_export, tmp_path):
     out = tmp_path / "m"
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1,
-                        "--max-length", 48, "--cv", 3, "--context", "title"])
+                        "--max-length", 48, "--cv", 3, "--context", "title", "--tfidf-weight", "learned"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "policytag.json").read_text())
     assert config["kind"] == "ensemble" and config["context"] == "title"
@@ -204,6 +204,13 @@ def test_a_learned_ensemble_weight_is_learned_without_the_scored_fold():
     learned_on_all = learn_tfidf_weight(y, enc, tfidf)
     assert honest["cv"]["mean"]["dimensions"]["tool"]["micro_f1"] < fixed["cv"]["mean"]["dimensions"]["tool"]["micro_f1"]
     assert 0.3 <= learned_on_all <= 0.7  # over both folds neither member wins outright
+
+
+@pytest.mark.parametrize("weight", ["2", "half"])
+def test_a_bad_ensemble_weight_is_refused_before_training(small_export, tmp_path, weight):
+    result = train_cli(["--data", small_export, "--model", "tfidf", "--out", tmp_path / "m", "--tfidf-weight", weight])
+    assert result.exit_code == 2 and "--tfidf-weight must be a number from 0 to 1 or 'learned'" in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_hierarchy_groups_derived_in_metrics():

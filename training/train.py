@@ -52,8 +52,9 @@ class TrainConfig:
     freeze_embeddings: bool = True
     max_pos_weight: float = 10.0
     label_init: str = "random"  # random | codebook (head rows start at the label's cue-word embedding)
-    # share of the TF-IDF member in the ensemble average; None: learned out of fold (0.5 without CV)
-    tfidf_weight: float | None = None
+    # share of the TF-IDF member in the ensemble average; None: learned out of fold (0.5 without CV),
+    # which lost to the plain mean on both codebooks (README "Quality")
+    tfidf_weight: float | None = 0.5
     checkpoint_every: int = 50
     data: list[str] = field(default_factory=list)
     schema: str = ""

@@ -85,8 +85,8 @@ def train(
     seed: int = typer.Option(D.seed),
     freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (faster, less overfitting on small data)."),
     label_init: str = typer.Option(D.label_init, "--label-init", help="random, or codebook: start each label's head row from its cue words."),
-    tfidf_weight: Optional[float] = typer.Option(D.tfidf_weight, "--tfidf-weight", min=0.0, max=1.0,
-                                                 help="Share of TF-IDF in the ensemble average (default: learned out of fold; 0.5 without --cv)."),
+    tfidf_weight: str = typer.Option(str(D.tfidf_weight), "--tfidf-weight",
+                                     help="Share of TF-IDF in the ensemble average, 0 to 1, or 'learned': chosen out of fold."),
     policy: str = typer.Option("majority", help="Several annotators: majority / latest / first (ground truth always wins)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from <out>.checkpoint/."),
     checkpoint_every: int = typer.Option(D.checkpoint_every, "--checkpoint-every", min=1, help="Steps between checkpoints."),
@@ -105,6 +105,13 @@ def train(
         err.print("[red]--base-model is required[/red] (a directory such as ../shared/models/m3e-small, or a hub name; "
                   "or --model tfidf for the baseline alone)")
         raise typer.Exit(2)
+    try:
+        weight = None if tfidf_weight == "learned" else float(tfidf_weight)
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise ValueError
+    except ValueError:
+        err.print(f"[red]--tfidf-weight must be a number from 0 to 1 or 'learned'[/red], not {tfidf_weight!r}")
+        raise typer.Exit(2)
     if label_init not in ("random", "codebook"):
         err.print("[red]--label-init must be 'random' or 'codebook'[/red]")
         raise typer.Exit(2)
@@ -120,7 +127,7 @@ def train(
     examples, report = load_examples(data, book, policy)
     cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
                       batch_size=batch_size, max_length=max_length, seed=seed, freeze_embeddings=freeze_embeddings,
-                      label_init=label_init, tfidf_weight=tfidf_weight, checkpoint_every=checkpoint_every,
+                      label_init=label_init, tfidf_weight=weight, checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
         prepared = prepare(examples, book)
