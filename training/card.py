@@ -62,8 +62,11 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
     if run is not None and len(run.probs) > 1:
         from .cv import cross_fitted_metrics
 
-        lines += ["### Members alone (same folds)", "", "| member | tool micro-F1 | tool macro-F1 | mean kappa |",
-                  "|---|---:|---:|---:|"]
+        lines += ["### Members alone (same folds)", "",
+                  "What each member would score without the other: what the ensemble gains here. The recipe itself "
+                  "(no title context, 0.5/0.5 average, tuned thresholds) was chosen by `benchmarks/quality.py`; the "
+                  "alternatives that lost are listed with their figures in the README, section Quality.", "",
+                  "| member | tool micro-F1 | tool macro-F1 | mean kappa |", "|---|---:|---:|---:|"]
         for name, probs in run.probs.items():
             r = cross_fitted_metrics(book, data.y, probs, run.fold)["cv"]["mean"]
             first = next(iter(r["dimensions"]))
