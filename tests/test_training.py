@@ -199,7 +199,7 @@ def test_a_learned_ensemble_weight_is_learned_without_the_scored_fold():
     enc = np.where(fold[:, None] == 0, right, noise)
     tfidf = np.where(fold[:, None] == 1, right, noise)
     run = CVRun(fold, {"encoder": enc, "tfidf": tfidf}, {})
-    honest = cross_fitted_metrics(BOOK, y, run.mixer(TrainConfig(model="ensemble"), y), fold)
+    honest = cross_fitted_metrics(BOOK, y, run.mixer(TrainConfig(model="ensemble", tfidf_weight=None), y), fold)
     fixed = cross_fitted_metrics(BOOK, y, run.mixer(TrainConfig(model="ensemble", tfidf_weight=0.5), y), fold)
     learned_on_all = learn_tfidf_weight(y, enc, tfidf)
     assert honest["cv"]["mean"]["dimensions"]["tool"]["micro_f1"] < fixed["cv"]["mean"]["dimensions"]["tool"]["micro_f1"]

@@ -301,7 +301,7 @@ def test_page_assets_are_package_data():
     from conftest import ROOT
     from policytag.serve import web
 
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["serve"]
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["policytag.serve"]
     shipped = {p for pattern in declared for p in (ROOT / "serve").glob(pattern)}
     needed = {web.STATIC / "index.html", *(web.STATIC / name for name in web.ASSETS)}
     assert needed <= shipped and set((ROOT / "serve" / "web").iterdir()) <= shipped
