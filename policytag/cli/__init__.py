@@ -10,12 +10,12 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from policytag.cli.labels import app as labels_app
-from policytag.cli.studio import app as studio_app
 from policytag.cli.ingest import ingest
+from policytag.cli.labels import app as labels_app
 from policytag.cli.predict import export_onnx_cmd, predict
 from policytag.cli.report import report
 from policytag.cli.serve import serve
+from policytag.cli.studio import app as studio_app
 from policytag.cli.train import evaluate_cmd, train
 
 

@@ -8,10 +8,9 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
+from policytag.console import err, progress
 from policytag.files import OutputPathError, atomic_path, check_writable_file
 from policytag.nlp.ingest import MetadataError, iter_ingest, load_metadata_option
-
-from policytag.console import err, progress
 
 
 class _NothingRead(Exception):

@@ -10,6 +10,7 @@ from rich.table import Table
 from policytag.console import err, out
 from policytag.labels.schema import CodebookError, load_codebook
 
+
 app = typer.Typer(help="Show and validate label codebooks.", no_args_is_help=True)
 
 SchemaOption = typer.Option(None, "--schema", help="Codebook YAML (default: the shipped IHMS codebook).")

@@ -9,10 +9,11 @@ import typer
 from rich.table import Table
 
 from policytag.cli.labels import SchemaOption, load_or_exit
+from policytag.console import err, out
+
 
 app = typer.Typer(help="Label Studio: labeling config, project set-up, tasks, export, agreement, active learning.",
                   no_args_is_help=True)
-from policytag.console import err, out
 
 UrlOption = typer.Option(None, "--url", envvar="LABEL_STUDIO_URL", help="Label Studio URL (env LABEL_STUDIO_URL).")
 # show_envvar/show_default off: the token never appears in help output or logs.

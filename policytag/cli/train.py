@@ -9,14 +9,12 @@ import typer
 from rich.table import Table
 
 from policytag.cli.labels import load_or_exit
+from policytag.console import err
+from policytag.console import out as out_console
 from policytag.labels.export import ParseReport, parse_export
-
 from policytag.training.data import DataError, prepare
 from policytag.training.fit import fit
 from policytag.training.train import Interrupted, TrainConfig
-
-from policytag.console import err
-from policytag.console import out as out_console
 
 
 def load_examples(paths: List[Path], book, policy: str = "majority"):
