@@ -79,6 +79,32 @@ def free_port() -> int:
 POLICYTAG = shutil.which("policytag") or str(Path(sys.executable).with_name("policytag"))
 
 
+def wait_until_up(proc: subprocess.Popen, probe: str, timeout: float, what: str, output, interval: float) -> None:
+    """Poll `probe` until it answers 200; a process that exits first or a timeout raises, with
+    `output()` (its log) when it died. Both servers the tests start are waited for this way."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(probe, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {output()}")
+        if time.time() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{what} did not become ready in {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @contextlib.contextmanager
 def serving(model_dir: Path, env: dict[str, str], timeout: float = 120):
     """A real `policytag serve` process on a free port; yields its URL once /readyz says ready,
@@ -87,26 +113,11 @@ def serving(model_dir: Path, env: dict[str, str], timeout: float = 120):
     proc = subprocess.Popen([POLICYTAG, "serve", "--model", str(model_dir), "--port", str(port)],
                             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + timeout
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(f"policytag serve exited: {proc.stdout.read()}")
-            if time.time() > deadline:
-                raise RuntimeError(f"policytag serve did not become ready in {timeout:.0f} s")
-            time.sleep(0.2)
+        wait_until_up(proc, f"{url}/readyz", timeout, "policytag serve", proc.stdout.read, interval=0.2)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
 
 
 @pytest.fixture(scope="session")
@@ -124,27 +135,12 @@ def studio(tmp_path_factory):
     proc = subprocess.Popen([exe, "start", "--no-browser", "--data-dir", str(data_dir), "-p", str(port),
                              "--internal-host", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError(f"Label Studio exited: {(data_dir / 'server.log').read_text()[-2000:]}")
-        time.sleep(1)
-    else:
-        proc.kill()
-        raise RuntimeError("Label Studio did not become healthy in 300 s")
+    wait_until_up(proc, f"{url}/health", 300, "Label Studio",
+                  lambda: (data_dir / "server.log").read_text()[-2000:], interval=1)
     from policytag.labels.studio import connect, create_personal_access_token
 
     token = create_personal_access_token(url, *ADMIN)
     yield {"url": url, "token": token, "client": connect(url, token), "log": data_dir / "server.log"}
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
