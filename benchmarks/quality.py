@@ -33,13 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {
     "tfidf": ("TF-IDF baseline (paragraph)", dict(model="tfidf", context="none")),
     "tfidf-title": ("TF-IDF, title + paragraph", dict(model="tfidf", context="title")),
-    "enc-today": ("encoder, 6 epochs, paragraph only (the previous recipe)", dict(model="encoder", context="none", epochs=6)),
-    "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3)),
-    "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3)),
+    "enc-today": ("encoder, 6 epochs, paragraph only (the previous recipe)", dict(model="encoder", context="none", epochs=6, precision="fp32")),
+    "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3, precision="fp32")),
+    "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3, precision="fp32")),
     "enc-codebook": ("encoder as enc-today, head started from the codebook's names and cue words",
-                     dict(model="encoder", context="none", epochs=6, label_init="codebook")),
+                     dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="fp32")),
     "enc-title-codebook": ("encoder as enc-title, head started from codebook cue words",
-                           dict(model="encoder", context="title", epochs=3, label_init="codebook")),
+                           dict(model="encoder", context="title", epochs=3, label_init="codebook", precision="fp32")),
+    "enc-codebook-bf16": ("encoder as enc-codebook, bf16 mixed precision",
+                          dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16")),
+    "enc-codebook-bf16-3ep": ("encoder as enc-codebook-bf16, 3 epochs",
+                              dict(model="encoder", context="none", epochs=3, label_init="codebook", precision="bf16")),
 }
 # ensembles: name -> (encoder recipe, TF-IDF recipe, TF-IDF share of the average; None: learned
 # on the other folds' out-of-fold rows, as `policytag train` does)
@@ -51,11 +55,15 @@ ENSEMBLES = {
     "ens: enc-today + tfidf (default)": ("enc-today", "tfidf", 0.5),
     "ens: enc-today + tfidf, learned weight": ("enc-today", "tfidf", None),
     "ens: enc-codebook + tfidf": ("enc-codebook", "tfidf", 0.5),
+    "ens: enc-codebook-bf16 + tfidf": ("enc-codebook-bf16", "tfidf", 0.5),
+    "ens: enc-codebook-bf16-3ep + tfidf": ("enc-codebook-bf16-3ep", "tfidf", 0.5),
 }
 # settings that do not change one member's out-of-fold probabilities stay out of its cache key
 NOT_MEMBER = {"tfidf_weight", "cv_folds", "checkpoint_every", "data", "schema"}
 ENCODER_ONLY = {"base_model", "epochs", "lr", "head_lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-                "freeze_embeddings", "max_pos_weight", "label_init"}
+                "freeze_embeddings", "max_pos_weight", "label_init", "precision"}
+# settings added after caches were written, at the value the code had before them: those caches stay valid
+ADDED_LATER = {"precision": "fp32"}
 
 
 def fingerprint(data, cfg: TrainConfig, k: int) -> str:
@@ -64,7 +72,8 @@ def fingerprint(data, cfg: TrainConfig, k: int) -> str:
         h.update(f"{title}\t{t}\n".encode("utf-8", "surrogatepass"))
     h.update(data.y.tobytes())
     settings = {key: v for key, v in asdict(cfg).items()
-                if key not in NOT_MEMBER and not (cfg.model == "tfidf" and key in ENCODER_ONLY)}
+                if key not in NOT_MEMBER and not (cfg.model == "tfidf" and key in ENCODER_ONLY)
+                and not (key in ADDED_LATER and v == ADDED_LATER[key])}
     h.update(json.dumps({**settings, "k": k}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 

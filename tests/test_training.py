@@ -213,6 +213,23 @@ def test_a_bad_ensemble_weight_is_refused_before_training(small_export, tmp_path
     assert not (tmp_path / "m").exists()
 
 
+def test_bf16_fine_tuning_trains_and_the_card_says_so(tiny_model, small_export, tmp_path):
+    out = tmp_path / "model"
+    result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1,
+                        "--max-length", 64, "--cv", 0, "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    assert "examples/s, bf16)" in result.output
+    assert "bf16 mixed precision arithmetic" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    probs = load_model(out).predict_proba(["加强基层医疗卫生人才队伍建设。"])
+    assert probs.dtype == np.float32 and np.isfinite(probs).all()  # the saved weights are fp32 as ever
+
+
+def test_a_bad_precision_is_refused_before_training(small_export, tmp_path):
+    result = train_cli(["--data", small_export, "--model", "tfidf", "--out", tmp_path / "m", "--precision", "fp8"])
+    assert result.exit_code == 2 and "--precision must be one of auto, fp32, bf16" in result.output
+    assert not (tmp_path / "m").exists()
+
+
 def test_hierarchy_groups_derived_in_metrics():
     flat = BOOK.flat_labels
     y = np.zeros((2, len(flat)))

@@ -22,7 +22,8 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
                   f"head {'started from the codebook cue words' if cfg.label_init == 'codebook' else 'randomly initialised'}.",
                   f"- Long paragraphs: truncated to the first {cfg.max_length} tokens.",
                   f"- Training: {cfg.epochs} epochs, lr {cfg.lr:g} (head {cfg.head_lr:g}), batch {cfg.batch_size} "
-                  f"length-sorted, embeddings {'frozen' if cfg.freeze_embeddings else 'trained'}, seed {cfg.seed}."]
+                  f"length-sorted, embeddings {'frozen' if cfg.freeze_embeddings else 'trained'}, seed {cfg.seed}, "
+                  f"{'bf16 mixed precision' if stats.get('precision') == 'bf16' else 'fp32'} arithmetic."]
     if cfg.model in ("ensemble", "tfidf"):
         lines.append("- TF-IDF: character 1–3-grams + one balanced logistic regression per label (scikit-learn).")
     if cfg.model == "ensemble":

@@ -29,6 +29,7 @@ from policytag.models.tagger import (EncoderBackend, EnsembleBackend, TfidfBacke
 
 MODELS = ("ensemble", "encoder", "tfidf")
 CONTEXTS = ("title", "none")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -52,6 +53,9 @@ class TrainConfig:
     freeze_embeddings: bool = True
     max_pos_weight: float = 10.0
     label_init: str = "random"  # random | codebook (head rows start at the label's cue-word embedding)
+    # fine-tuning arithmetic: bf16 mixed precision (fp32 weights, bf16 matrix products) or fp32;
+    # auto: bf16 where the hardware does it natively (resolve_precision)
+    precision: str = "fp32"
     # share of the TF-IDF member in the ensemble average; None: learned out of fold (0.5 without CV),
     # which lost to the plain mean on both codebooks (README "Quality")
     tfidf_weight: float | None = 0.5
@@ -225,6 +229,7 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
 
     seed_everything(cfg.seed)
     tokenizer, model = build_encoder(cfg, book, y.shape[1], device)
+    precision = resolve_precision(cfg.precision, device)
     full_lengths = [len(ids) for ids in encode(tokenizer, texts, contexts, 10**6)["input_ids"]]
     lengths = [min(n, cfg.max_length) for n in full_lengths]
     n_truncated = sum(n > cfg.max_length for n in full_lengths)
@@ -267,8 +272,9 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
                 rows = batches[b]
                 batch = encode(tokenizer, [texts[i] for i in rows], None if contexts is None else [contexts[i] for i in rows],
                                cfg.max_length, padding=True, return_tensors="pt").to(device)
-                logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-                loss = loss_fn(logits, y_train[rows].to(device))
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+                loss = loss_fn(logits.float(), y_train[rows].to(device))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -285,10 +291,11 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
                     raise Interrupted(f"interrupted at step {step}/{total} of {label}; checkpoint saved in {where} "
                                       "— rerun with --resume")
     seconds = time.time() - start
-    err.print(f"{label}: fine-tuned {seen} examples in {seconds:.0f} s ({seen / max(seconds, 1e-9):.1f} examples/s)")
+    err.print(f"{label}: fine-tuned {seen} examples in {seconds:.0f} s ({seen / max(seconds, 1e-9):.1f} examples/s, {precision})")
     model.eval()
     backend = EncoderBackend(tokenizer, cfg.max_length, model=model, device=device)
-    return backend, {"seconds": seconds, "examples_per_second": seen / max(seconds, 1e-9), "truncated": n_truncated}
+    return backend, {"seconds": seconds, "examples_per_second": seen / max(seconds, 1e-9), "truncated": n_truncated,
+                     "precision": precision}
 
 
 def train_tfidf(texts: list[str], contexts: list[str] | None, y: np.ndarray, cfg: TrainConfig) -> TfidfBackend:
@@ -317,6 +324,23 @@ def train_members(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
 def ensemble_of(members: dict, cfg: TrainConfig):
     backends = [members[n] for n in cfg.members]
     return backends[0] if len(backends) == 1 else EnsembleBackend(backends, cfg.weights)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """'auto' becomes bf16 where the hardware multiplies in bf16 natively (CPUs with AMX or
+    AVX512-BF16, CUDA GPUs that support it) and fp32 elsewhere: emulated bf16 is slower than fp32."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        native = [getattr(torch.cpu, f, lambda: False) for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+        return "bf16" if any(f() for f in native) else "fp32"
+    return "fp32"
 
 
 def _device(device: str | None):

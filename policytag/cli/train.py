@@ -14,7 +14,7 @@ from policytag.console import out as out_console
 from policytag.labels.export import ParseReport, parse_export
 from policytag.training.data import DataError, prepare
 from policytag.training.fit import fit
-from policytag.training.train import Interrupted, TrainConfig
+from policytag.training.train import PRECISIONS, Interrupted, TrainConfig
 
 
 def load_examples(paths: List[Path], book, policy: str = "majority"):
@@ -83,6 +83,7 @@ def train(
     seed: int = typer.Option(D.seed),
     freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (faster, less overfitting on small data)."),
     label_init: str = typer.Option(D.label_init, "--label-init", help="random, or codebook: start each label's head row from its cue words."),
+    precision: str = typer.Option(D.precision, "--precision", help="Fine-tuning arithmetic: fp32, bf16 (mixed precision), or auto: bf16 where the CPU/GPU does it natively."),
     tfidf_weight: str = typer.Option(str(D.tfidf_weight), "--tfidf-weight",
                                      help="Share of TF-IDF in the ensemble average, 0 to 1, or 'learned': chosen out of fold."),
     policy: str = typer.Option("majority", help="Several annotators: majority / latest / first (ground truth always wins)."),
@@ -113,6 +114,9 @@ def train(
     if label_init not in ("random", "codebook"):
         err.print("[red]--label-init must be 'random' or 'codebook'[/red]")
         raise typer.Exit(2)
+    if precision not in PRECISIONS:
+        err.print(f"[red]--precision must be one of {', '.join(PRECISIONS)}[/red], not {precision!r}")
+        raise typer.Exit(2)
     try:
         check_model_out_dir(out, force)
         for path in data:
@@ -125,7 +129,7 @@ def train(
     examples, report = load_examples(data, book, policy)
     cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
                       batch_size=batch_size, max_length=max_length, seed=seed, freeze_embeddings=freeze_embeddings,
-                      label_init=label_init, tfidf_weight=weight, checkpoint_every=checkpoint_every,
+                      label_init=label_init, precision=precision, tfidf_weight=weight, checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
         prepared = prepare(examples, book)
