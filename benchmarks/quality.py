@@ -29,11 +29,12 @@ from policytag.training.train import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (what it is, TrainConfig settings of its one member). The default recipe is the
-# ensemble of `enc-today` and `tfidf` (see ENSEMBLES).
+# ensemble of `enc-codebook-bf16` and `tfidf` (see ENSEMBLES; precision "auto" is bf16 on CPUs
+# with AMX/AVX512-BF16, as here).
 RECIPES = {
     "tfidf": ("TF-IDF baseline (paragraph)", dict(model="tfidf", context="none")),
     "tfidf-title": ("TF-IDF, title + paragraph", dict(model="tfidf", context="title")),
-    "enc-today": ("encoder, 6 epochs, paragraph only (the previous recipe)", dict(model="encoder", context="none", epochs=6, precision="fp32")),
+    "enc-today": ("encoder, 6 epochs, paragraph only, random head, fp32 (the previous recipe)", dict(model="encoder", context="none", epochs=6, precision="fp32")),
     "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3, precision="fp32")),
     "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3, precision="fp32")),
     "enc-codebook": ("encoder as enc-today, head started from the codebook's names and cue words",
@@ -52,10 +53,10 @@ ENSEMBLES = {
     "ens: enc-title + tfidf": ("enc-title", "tfidf", 0.5),
     "ens: enc-title + tfidf, learned weight": ("enc-title", "tfidf", None),
     "ens: enc-title + tfidf-title": ("enc-title", "tfidf-title", 0.5),
-    "ens: enc-today + tfidf (default)": ("enc-today", "tfidf", 0.5),
+    "ens: enc-today + tfidf (previous default)": ("enc-today", "tfidf", 0.5),
     "ens: enc-today + tfidf, learned weight": ("enc-today", "tfidf", None),
     "ens: enc-codebook + tfidf": ("enc-codebook", "tfidf", 0.5),
-    "ens: enc-codebook-bf16 + tfidf": ("enc-codebook-bf16", "tfidf", 0.5),
+    "ens: enc-codebook-bf16 + tfidf (default)": ("enc-codebook-bf16", "tfidf", 0.5),
     "ens: enc-codebook-bf16-3ep + tfidf": ("enc-codebook-bf16-3ep", "tfidf", 0.5),
 }
 # settings that do not change one member's out-of-fold probabilities stay out of its cache key

@@ -65,7 +65,7 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
 
         lines += ["### Members alone (same folds)", "",
                   "What each member would score without the other: what the ensemble gains here. The recipe itself "
-                  "(no title context, 0.5/0.5 average, tuned thresholds) was chosen by `benchmarks/quality.py`; the "
+                  "(the paragraph alone, the head started from the codebook, 0.5/0.5 average, tuned thresholds) was chosen by `benchmarks/quality.py`; the "
                   "alternatives that lost are listed with their figures in the README, section Quality.", "",
                   "| member | tool micro-F1 | tool macro-F1 | mean kappa |", "|---|---:|---:|---:|"]
         for name, probs in run.probs.items():

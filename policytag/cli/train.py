@@ -82,7 +82,7 @@ def train(
     max_length: int = typer.Option(D.max_length, "--max-length", min=8),
     seed: int = typer.Option(D.seed),
     freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (faster, less overfitting on small data)."),
-    label_init: str = typer.Option(D.label_init, "--label-init", help="random, or codebook: start each label's head row from its cue words."),
+    label_init: str = typer.Option(D.label_init, "--label-init", help="codebook: start each label's head row from its name and cue words (default); random."),
     precision: str = typer.Option(D.precision, "--precision", help="Fine-tuning arithmetic: fp32, bf16 (mixed precision), or auto: bf16 where the CPU/GPU does it natively."),
     tfidf_weight: str = typer.Option(str(D.tfidf_weight), "--tfidf-weight",
                                      help="Share of TF-IDF in the ensemble average, 0 to 1, or 'learned': chosen out of fold."),
