@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {
     "tfidf": ("TF-IDF baseline (paragraph)", dict(model="tfidf", context="none")),
     "tfidf-title": ("TF-IDF, title + paragraph", dict(model="tfidf", context="title")),
-    "enc-today": ("encoder, 6 epochs, paragraph only, random head, fp32 (the previous recipe)", dict(model="encoder", context="none", epochs=6, precision="fp32")),
-    "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3, precision="fp32")),
-    "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3, precision="fp32")),
+    "enc-today": ("encoder, 6 epochs, paragraph only, random head, fp32 (the previous recipe)", dict(model="encoder", context="none", epochs=6, label_init="random", precision="fp32")),
+    "enc-3ep": ("encoder, 3 epochs, paragraph only", dict(model="encoder", context="none", epochs=3, label_init="random", precision="fp32")),
+    "enc-title": ("encoder, 3 epochs, title [SEP] paragraph", dict(model="encoder", context="title", epochs=3, label_init="random", precision="fp32")),
     "enc-codebook": ("encoder as enc-today, head started from the codebook's names and cue words",
                      dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="fp32")),
     "enc-title-codebook": ("encoder as enc-title, head started from codebook cue words",
@@ -45,6 +45,12 @@ RECIPES = {
                           dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16")),
     "enc-codebook-bf16-3ep": ("encoder as enc-codebook-bf16, 3 epochs",
                               dict(model="encoder", context="none", epochs=3, label_init="codebook", precision="bf16")),
+    "enc-codebook-bf16-frozen2": ("encoder as enc-codebook-bf16, lowest 2 of 4 layers frozen (run once, not per epoch)",
+                                  dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
+                                       frozen_layers=2)),
+    "enc-codebook-bf16-frozen1": ("encoder as enc-codebook-bf16, lowest layer frozen (run once, not per epoch)",
+                                  dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
+                                       frozen_layers=1)),
 }
 # ensembles: name -> (encoder recipe, TF-IDF recipe, TF-IDF share of the average; None: learned
 # on the other folds' out-of-fold rows, as `policytag train` does)
@@ -58,13 +64,15 @@ ENSEMBLES = {
     "ens: enc-codebook + tfidf": ("enc-codebook", "tfidf", 0.5),
     "ens: enc-codebook-bf16 + tfidf (default)": ("enc-codebook-bf16", "tfidf", 0.5),
     "ens: enc-codebook-bf16-3ep + tfidf": ("enc-codebook-bf16-3ep", "tfidf", 0.5),
+    "ens: enc-codebook-bf16-frozen2 + tfidf": ("enc-codebook-bf16-frozen2", "tfidf", 0.5),
+    "ens: enc-codebook-bf16-frozen1 + tfidf": ("enc-codebook-bf16-frozen1", "tfidf", 0.5),
 }
 # settings that do not change one member's out-of-fold probabilities stay out of its cache key
 NOT_MEMBER = {"tfidf_weight", "cv_folds", "checkpoint_every", "data", "schema"}
 ENCODER_ONLY = {"base_model", "epochs", "lr", "head_lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-                "freeze_embeddings", "max_pos_weight", "label_init", "precision"}
+                "freeze_embeddings", "max_pos_weight", "label_init", "precision", "frozen_layers"}
 # settings added after caches were written, at the value the code had before them: those caches stay valid
-ADDED_LATER = {"precision": "fp32"}
+ADDED_LATER = {"precision": "fp32", "frozen_layers": 0}
 
 
 def fingerprint(data, cfg: TrainConfig, k: int) -> str:

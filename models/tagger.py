@@ -126,6 +126,11 @@ def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1):
     import torch
     from torch import nn
 
+    def mean_pool(hidden, attention_mask):
+        # Mean over real tokens: works for checkpoints with no trained pooler (ALBERT-tiny, m3e).
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
     class EncoderClassifier(nn.Module):
         def __init__(self):
             super().__init__()
@@ -137,16 +142,39 @@ def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1):
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:
                 kwargs["token_type_ids"] = token_type_ids
-            hidden = self.encoder(**kwargs).last_hidden_state
-            # Mean over real tokens: works for checkpoints with no trained pooler (ALBERT-tiny, m3e).
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            return mean_pool(self.encoder(**kwargs).last_hidden_state, attention_mask)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
             return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids)))
 
+        def hidden_after(self, n_layers: int, input_ids, attention_mask, token_type_ids=None):
+            """The hidden states after the lowest `n_layers` transformer layers."""
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "output_hidden_states": True}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            return self.encoder(**kwargs).hidden_states[n_layers]
+
+        def forward_from(self, n_layers: int, hidden, attention_mask):
+            """`forward` continued from `hidden_after(n_layers, …)`: the layers above, pooling, head."""
+            from transformers.masking_utils import create_bidirectional_mask
+
+            mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
+            for layer in transformer_layers(self.encoder)[n_layers:]:
+                hidden = layer(hidden, mask)
+            return self.head(self.dropout(mean_pool(hidden, attention_mask)))
+
     del torch
     return EncoderClassifier()
+
+
+def transformer_layers(encoder):
+    """The encoder's stack of separate transformer layers (BERT, RoBERTa, ERNIE…), or a clear
+    error for models that have none (ALBERT runs one shared layer again and again)."""
+    layers = getattr(getattr(encoder, "encoder", None), "layer", None)
+    if layers is None or not hasattr(layers, "__getitem__") or type(encoder).__name__.startswith("Albert"):
+        raise ValueError(f"{type(encoder).__name__} has no separate transformer layers to freeze: "
+                         "use --frozen-layers 0 with this base model")
+    return layers
 
 
 class EncoderBackend:

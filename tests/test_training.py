@@ -367,3 +367,49 @@ def test_onnx_export_matches_torch(tiny_model, small_export, tmp_path):
         body = client.post("/v1/tag", json={"paragraphs": texts}).json()
     assert [p["probabilities"]["talent_construction"] for p in body["paragraphs"]] == pytest.approx(
         [float(x) for x in int8[:, [l for _, l in load_model(out).labels].index("talent_construction")]], abs=1e-4)
+
+
+def test_frozen_layers_continue_the_forward_pass_exactly(tiny_model):
+    """The training shortcut (lower layers run once, the rest per step) computes what the full
+    model computes, padding included; the saved model is the plain one."""
+    import torch
+
+    from policytag.training.train import TrainConfig, build_encoder
+
+    tokenizer, model = build_encoder(TrainConfig(base_model=str(tiny_model), frozen_layers=1), BOOK,
+                                     len(BOOK.flat_labels), torch.device("cpu"))
+    model.eval()
+    batch = tokenizer(["加强基层医疗卫生人才队伍建设。", "推进分级诊疗。"], padding=True, return_tensors="pt")
+    assert (batch["attention_mask"] == 0).any()  # a padded row
+    with torch.no_grad():
+        full = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        hidden = model.hidden_after(1, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        continued = model.forward_from(1, hidden, batch["attention_mask"])
+    assert torch.allclose(full, continued, atol=1e-5)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("encoder.encoder.layer.0.") for n in frozen)
+    assert not any(n.startswith("encoder.encoder.layer.1.") for n in frozen)
+
+
+def test_training_with_frozen_layers_changes_only_the_layers_above(tiny_model, small_export, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "model"
+    result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1,
+                        "--max-length", 64, "--cv", 0, "--frozen-layers", 1])
+    assert result.exit_code == 0, result.output
+    before, after = load_file(tiny_model / "model.safetensors"), load_file(out / "encoder" / "model.safetensors")
+    lower = [k for k in before if ".layer.0." in k]
+    upper = [k for k in before if ".layer.1." in k]
+    assert lower and upper
+    assert all(torch_equal(before[k], after[k]) for k in lower)
+    assert not all(torch_equal(before[k], after[k]) for k in upper)
+    result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", tmp_path / "m2", "--epochs", 1,
+                        "--cv", 0, "--frozen-layers", 2])
+    assert result.exit_code == 2 and "frozen layers must be fewer than the base model's 2 layers" in result.output
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

@@ -24,7 +24,7 @@ import numpy as np
 from policytag.console import err, progress
 from policytag.labels.schema import Codebook
 from policytag.models.tagger import (EncoderBackend, EnsembleBackend, TfidfBackend, encode, encoder_classifier,
-                                     length_batches, pick_device, set_cpu_threads, tfidf_input)
+                                     length_batches, pick_device, set_cpu_threads, tfidf_input, transformer_layers)
 
 
 MODELS = ("ensemble", "encoder", "tfidf")
@@ -51,6 +51,9 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     freeze_embeddings: bool = True
+    # the lowest N transformer layers are frozen too, and their output is computed once per
+    # paragraph instead of once per epoch: each step runs only the layers above
+    frozen_layers: int = 0
     max_pos_weight: float = 10.0
     # codebook: each head row starts at the encoder's embedding of the label's name and cue words
     # (ensemble vs a random head: medsec +8 tools macro-F1; IHMS tools within noise, orientation better)
@@ -169,8 +172,16 @@ def build_encoder(cfg: TrainConfig, book: Codebook, n_labels: int, device):
     model = encoder_classifier(AutoModel.from_pretrained(cfg.base_model), n_labels)
     if cfg.label_init == "codebook":
         init_head_from_codebook(model, tokenizer, book, cfg.max_length)
-    if cfg.freeze_embeddings:
+    if cfg.freeze_embeddings or cfg.frozen_layers:
         for p in model.encoder.get_input_embeddings().parameters():
+            p.requires_grad = False
+    if cfg.frozen_layers:
+        layers = transformer_layers(model.encoder)
+        if not 0 < cfg.frozen_layers < len(layers):
+            raise ValueError(f"frozen layers must be fewer than the base model's {len(layers)} layers, "
+                             f"not {cfg.frozen_layers}")
+        # everything below the first trained layer: embeddings (all of them) and the lowest layers
+        for p in list(model.encoder.embeddings.parameters()) + list(layers[:cfg.frozen_layers].parameters()):
             p.requires_grad = False
     return tokenizer, model.to(device)
 
@@ -240,6 +251,16 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
     batches = length_batches(lengths, cfg.max_length * cfg.batch_size, cfg.batch_size)
     steps_per_epoch = len(batches)
     total = steps_per_epoch * cfg.epochs
+    encoded = [encode(tokenizer, [texts[i] for i in rows], None if contexts is None else [contexts[i] for i in rows],
+                      cfg.max_length, padding=True, return_tensors="pt").to(device) for rows in batches]
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    start = time.time()  # the frozen layers' pass counts in the training time
+    if cfg.frozen_layers:
+        # The frozen layers never change: their output is computed once (no dropout), not every epoch.
+        model.eval()
+        with torch.no_grad(), autocast():
+            frozen = [model.hidden_after(cfg.frozen_layers, e["input_ids"], e["attention_mask"], e.get("token_type_ids"))
+                      for e in encoded]
     optimizer, scheduler = _optimizer(model, cfg, total)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y, cfg.max_pos_weight).to(device))
     y_train = torch.tensor(y)
@@ -259,7 +280,7 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
             ckpt.save_state(stage, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "scheduler": scheduler.state_dict(), "step": step, "torch_rng": torch.get_rng_state()})
 
-    start, seen = time.time(), 0
+    seen = 0
     model.train()
     main_thread = threading.current_thread() is threading.main_thread()
     # Off the main thread (the service's retrain) there is no terminal to draw on: log instead.
@@ -271,11 +292,12 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
             # The batch order of each epoch depends only on (seed, epoch): resume replays it exactly.
             order = np.random.default_rng(cfg.seed + epoch).permutation(steps_per_epoch)
             for b in order[step % steps_per_epoch:]:
-                rows = batches[b]
-                batch = encode(tokenizer, [texts[i] for i in rows], None if contexts is None else [contexts[i] for i in rows],
-                               cfg.max_length, padding=True, return_tensors="pt").to(device)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+                rows, batch = batches[b], encoded[b]
+                with autocast():
+                    if cfg.frozen_layers:
+                        logits = model.forward_from(cfg.frozen_layers, frozen[b], batch["attention_mask"])
+                    else:
+                        logits = model(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
                 loss = loss_fn(logits.float(), y_train[rows].to(device))
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -82,6 +82,7 @@ def train(
     max_length: int = typer.Option(D.max_length, "--max-length", min=8),
     seed: int = typer.Option(D.seed),
     freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (faster, less overfitting on small data)."),
+    frozen_layers: int = typer.Option(D.frozen_layers, "--frozen-layers", min=0, help="Also freeze the lowest N transformer layers; their output is computed once, not every epoch (faster)."),
     label_init: str = typer.Option(D.label_init, "--label-init", help="codebook: start each label's head row from its name and cue words (default); random."),
     precision: str = typer.Option(D.precision, "--precision", help="Fine-tuning arithmetic: fp32, bf16 (mixed precision), or auto: bf16 where the CPU/GPU does it natively."),
     tfidf_weight: str = typer.Option(str(D.tfidf_weight), "--tfidf-weight",
@@ -129,7 +130,7 @@ def train(
     examples, report = load_examples(data, book, policy)
     cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
                       batch_size=batch_size, max_length=max_length, seed=seed, freeze_embeddings=freeze_embeddings,
-                      label_init=label_init, precision=precision, tfidf_weight=weight, checkpoint_every=checkpoint_every,
+                      frozen_layers=frozen_layers, label_init=label_init, precision=precision, tfidf_weight=weight, checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
         prepared = prepare(examples, book)
