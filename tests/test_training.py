@@ -18,7 +18,7 @@ from policytag.models.tagger import load_model
 from policytag.cli import app
 from policytag.training.cv import CVRun, cross_fitted_metrics, document_folds, learn_tfidf_weight, usable_folds
 from policytag.training.data import to_arrays
-from policytag.training.metrics import evaluate, tune_thresholds
+from policytag.training.metrics import choose_thresholds, evaluate, global_threshold, tune_thresholds
 from policytag.training.fit import write_model_dir
 
 from conftest import shared_path
@@ -81,6 +81,8 @@ def test_card_and_metrics_are_out_of_fold(tiny_model, small_export, tmp_path):
     card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "3-fold cross-validation over documents" in card and " ± " in card
     assert "### Members alone" in card
+    assert len(set(load_model(out).thresholds.tolist())) == 1  # the default: one threshold for every label
+    assert "one threshold for every label" in card
     learned = json.loads((out / "training_config.json").read_text())["tfidf_weight"]
     assert 0.0 <= learned <= 1.0 and "learned out of fold" in card  # the ensemble weight was learned, not set
     assert [m["weight"] for m in config["members"]] == pytest.approx([1 - learned, learned])
@@ -157,6 +159,24 @@ def test_threshold_tuning_shrinks_toward_one_global_threshold():
     own = tune_thresholds(y[:, :1], p[:, :1], prior=0.0)[0]
     assert min(own, g) - 1e-6 <= t[0] <= max(own, g) + 1e-6
     assert abs(t[0] - own) < abs(g - own) or own == g
+
+
+def test_threshold_policies():
+    rng = np.random.default_rng(1)
+    y = (rng.uniform(size=(300, 4)) < 0.3).astype(float)
+    p = np.clip(0.6 * y + rng.uniform(0.0, 0.5, y.shape), 0, 1)
+    g = choose_thresholds(y, p, "global")
+    assert len(set(g.tolist())) == 1 and g[0] == global_threshold(y, p)
+    assert np.allclose(choose_thresholds(y, p, "per-label"), tune_thresholds(y, p))
+    assert np.allclose(choose_thresholds(y, p, "flat"), 0.5)
+    with pytest.raises(ValueError, match="thresholds must be one of global, per-label, flat"):
+        choose_thresholds(y, p, "tuned")
+
+
+def test_a_bad_threshold_policy_is_refused_before_training(small_export, tmp_path):
+    result = train_cli(["--data", small_export, "--model", "tfidf", "--out", tmp_path / "m", "--thresholds", "tuned"])
+    assert result.exit_code == 2 and "--thresholds must be one of global, per-label, flat" in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_cross_fitted_metrics_never_tune_on_the_scored_fold():

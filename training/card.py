@@ -7,6 +7,13 @@ from policytag.labels.schema import Codebook
 
 from .cv import CVRun
 
+THRESHOLD_TEXT = {
+    "global": "one threshold for every label, the one that maximises micro-F1 over the out-of-fold probabilities",
+    "per-label": "chosen on out-of-fold probabilities, one global threshold and per-label thresholds shrunk toward "
+                 "it (labels with < 10 positives keep the global one)",
+    "flat": "0.5 for every label",
+}
+
 
 def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | None, report: ParseReport | None,
                seconds: float, licence: str, notes: list[str], stats: dict, weight_learned: bool = False) -> str:
@@ -22,7 +29,9 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
                   f"head {'started from the codebook cue words' if cfg.label_init == 'codebook' else 'randomly initialised'}.",
                   f"- Long paragraphs: truncated to the first {cfg.max_length} tokens.",
                   f"- Training: {cfg.epochs} epochs, lr {cfg.lr:g} (head {cfg.head_lr:g}), batch {cfg.batch_size} "
-                  f"length-sorted, embeddings {'frozen' if cfg.freeze_embeddings else 'trained'}, seed {cfg.seed}, "
+                  f"length-sorted, embeddings {'frozen' if cfg.freeze_embeddings or cfg.frozen_layers else 'trained'}"
+                  f"{f', lowest {cfg.frozen_layers} transformer layer(s) frozen (run once per paragraph)' if cfg.frozen_layers else ''}, "
+                  f"seed {cfg.seed}, "
                   f"{'bf16 mixed precision' if stats.get('precision') == 'bf16' else 'fp32'} arithmetic."]
     if cfg.model in ("ensemble", "tfidf"):
         lines.append("- TF-IDF: character 1–3-grams + one balanced logistic regression per label (scikit-learn).")
@@ -33,8 +42,7 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
                      f"TF-IDF {cfg.weights[1]:g} ({how}).")
     lines += [f"- Input: {'document title and paragraph (sentence pair `title [SEP] paragraph`)' if cfg.context == 'title' else 'the paragraph alone'}.",
               "- Tool groups are derived from predicted sub-tools, never predicted on their own.",
-              "- Decision thresholds (`thresholds.json`): chosen on out-of-fold probabilities, one global threshold "
-              "and per-label thresholds shrunk toward it (labels with < 10 positives keep the global one).",
+              "- Decision thresholds (`thresholds.json`): " + THRESHOLD_TEXT[cfg.thresholds] + ".",
               f"- Data: {', '.join(cfg.data) or '(in memory)'} → {len(data.texts)} paragraphs from "
               f"{len(set(data.groups))} documents; the shipped model is trained on all of them.",
               f"- Training time: {seconds:.0f} s in all (cross-validation and the final model).", ""]
@@ -65,11 +73,11 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
 
         lines += ["### Members alone (same folds)", "",
                   "What each member would score without the other: what the ensemble gains here. The recipe itself "
-                  "(the paragraph alone, the head started from the codebook, 0.5/0.5 average, tuned thresholds) was chosen by `benchmarks/quality.py`; the "
+                  "(the paragraph alone, the head started from the codebook, 0.5/0.5 average, one global threshold) was chosen by `benchmarks/quality.py`; the "
                   "alternatives that lost are listed with their figures in the README, section Quality.", "",
                   "| member | tool micro-F1 | tool macro-F1 | mean kappa |", "|---|---:|---:|---:|"]
         for name, probs in run.probs.items():
-            r = cross_fitted_metrics(book, data.y, probs, run.fold)["cv"]["mean"]
+            r = cross_fitted_metrics(book, data.y, probs, run.fold, thresholds=cfg.thresholds)["cv"]["mean"]
             first = next(iter(r["dimensions"]))
             lines.append(f"| {name} | {r['dimensions'][first]['micro_f1']:.3f} | {r['dimensions'][first]['macro_f1']:.3f} "
                          f"| {r['kappa_mean']:.3f} |")

@@ -18,7 +18,7 @@ from policytag.labels.schema import Codebook
 from policytag.models.tagger import context_texts
 
 from .data import DataError
-from .metrics import evaluate, tune_thresholds
+from .metrics import choose_thresholds, evaluate
 
 SUMMARY_KEYS = ("micro_f1", "macro_f1", "micro_precision", "micro_recall")
 
@@ -145,10 +145,10 @@ def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, se
 
 
 def cross_fitted_metrics(book: Codebook, y: np.ndarray, probs, fold: np.ndarray,
-                         model: str = "", thresholds: str = "tuned") -> dict:
+                         model: str = "", thresholds: str = "global") -> dict:
     """Per-fold metrics (the metrics.json contract each), their mean and sd, and the pooled
-    figures over all rows. thresholds: 'tuned' (shrunk per-label thresholds tuned on the other
-    folds' OOF probabilities) or 'flat' (0.5 everywhere). `probs`: OOF probabilities, or a
+    figures over all rows. thresholds: the policy (`choose_thresholds`), applied to the other
+    folds' OOF probabilities for each fold. `probs`: OOF probabilities, or a
     function of the rows to learn on (the other folds) giving them (`CVRun.mixer`): whatever is
     chosen from data for fold f is chosen without fold f."""
     folds = []
@@ -156,7 +156,7 @@ def cross_fitted_metrics(book: Codebook, y: np.ndarray, probs, fold: np.ndarray,
     for f in np.unique(fold):
         test, rest = fold == f, fold != f
         probs_f = probs(rest) if callable(probs) else probs
-        t = tune_thresholds(y[rest], probs_f[rest]) if thresholds == "tuned" and rest.any() else np.full(y.shape[1], 0.5)
+        t = choose_thresholds(y[rest], probs_f[rest], thresholds if rest.any() else "flat")
         pooled_pred[test] = probs_f[test] >= t
         folds.append(evaluate(book, book.flat_labels, y[test], pooled_pred[test], model=f"{model} fold {f + 1}"))
     pooled = evaluate(book, book.flat_labels, y, pooled_pred, model=model)

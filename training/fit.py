@@ -26,7 +26,7 @@ from policytag.models.tagger import Tagger, context_texts
 
 from . import cv
 from .card import model_card
-from .metrics import tune_thresholds
+from .metrics import choose_thresholds
 from .train import Checkpoint, TrainConfig, _device, ensemble_of, train_members
 
 
@@ -91,12 +91,13 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
     if k >= 2:
         run = cv.cross_validate(data, book, cfg, k, dev, ckpt)
         # the metrics learn the ensemble weight (when open) and thresholds without each scored fold
-        metrics = cv.cross_fitted_metrics(book, data.y, run.mixer(cfg, data.y), run.fold, model=str(out))
+        metrics = cv.cross_fitted_metrics(book, data.y, run.mixer(cfg, data.y), run.fold, model=str(out),
+                                          thresholds=cfg.thresholds)
         if learned:
             cfg = replace(cfg, tfidf_weight=cv.learn_tfidf_weight(data.y, run.probs["encoder"], run.probs["tfidf"]))
             err.print(f"ensemble weight learned out of fold: encoder {1 - cfg.tfidf_weight:g} / TF-IDF {cfg.tfidf_weight:g}")
         probs = run.combined(cfg)
-        thresholds = tune_thresholds(data.y, probs)
+        thresholds = choose_thresholds(data.y, probs, cfg.thresholds)
         if len(data.texts) < 50:
             notes.append(f"the out-of-fold estimate rests on {len(data.texts)} paragraphs only: treat it as a rough guide")
     else:

@@ -48,6 +48,22 @@ def tune_thresholds(y: np.ndarray, probs: np.ndarray, default: float = 0.5, min_
     return out
 
 
+THRESHOLD_POLICIES = ("global", "per-label", "flat")
+
+
+def choose_thresholds(y: np.ndarray, probs: np.ndarray, policy: str = "global") -> np.ndarray:
+    """Thresholds for every label from out-of-fold `y, probs`: 'global', one threshold for all
+    labels (what transferred best to unseen documents on both codebooks: README "Quality");
+    'per-label', each label's own shrunk toward it (`tune_thresholds`); 'flat', 0.5."""
+    if policy == "global":
+        return np.full(y.shape[1], global_threshold(y, probs), dtype=np.float32)
+    if policy == "per-label":
+        return tune_thresholds(y, probs)
+    if policy == "flat":
+        return np.full(y.shape[1], 0.5, dtype=np.float32)
+    raise ValueError(f"thresholds must be one of {', '.join(THRESHOLD_POLICIES)}, not {policy!r}")
+
+
 def _block(y: np.ndarray, pred: np.ndarray, names: list[str]) -> dict:
     from sklearn.metrics import precision_recall_fscore_support  # imported here: `policytag --help` stays fast
 

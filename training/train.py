@@ -64,6 +64,10 @@ class TrainConfig:
     # share of the TF-IDF member in the ensemble average; None: learned out of fold (0.5 without CV),
     # which lost to the plain mean on both codebooks (README "Quality")
     tfidf_weight: float | None = 0.5
+    # decision thresholds from the out-of-fold probabilities: global (one for all labels),
+    # per-label (each shrunk toward the global one) or flat (0.5). Per-label ones did not
+    # transfer to unseen documents on either codebook (README "Quality").
+    thresholds: str = "global"
     checkpoint_every: int = 50
     data: list[str] = field(default_factory=list)
     schema: str = ""

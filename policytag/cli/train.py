@@ -15,6 +15,7 @@ from policytag.labels.export import ParseReport, parse_export
 from policytag.training.data import DataError, prepare
 from policytag.training.fit import fit
 from policytag.training.train import PRECISIONS, Interrupted, TrainConfig
+from policytag.training.metrics import THRESHOLD_POLICIES
 
 
 def load_examples(paths: List[Path], book, policy: str = "majority"):
@@ -85,6 +86,7 @@ def train(
     frozen_layers: int = typer.Option(D.frozen_layers, "--frozen-layers", min=0, help="Also freeze the lowest N transformer layers; their output is computed once, not every epoch (faster)."),
     label_init: str = typer.Option(D.label_init, "--label-init", help="codebook: start each label's head row from its name and cue words (default); random."),
     precision: str = typer.Option(D.precision, "--precision", help="Fine-tuning arithmetic: fp32, bf16 (mixed precision), or auto: bf16 where the CPU/GPU does it natively."),
+    thresholds: str = typer.Option(D.thresholds, "--thresholds", help="Decision thresholds from the out-of-fold probabilities: global (one for all labels), per-label (shrunk toward it) or flat (0.5)."),
     tfidf_weight: str = typer.Option(str(D.tfidf_weight), "--tfidf-weight",
                                      help="Share of TF-IDF in the ensemble average, 0 to 1, or 'learned': chosen out of fold."),
     policy: str = typer.Option("majority", help="Several annotators: majority / latest / first (ground truth always wins)."),
@@ -115,6 +117,9 @@ def train(
     if label_init not in ("random", "codebook"):
         err.print("[red]--label-init must be 'random' or 'codebook'[/red]")
         raise typer.Exit(2)
+    if thresholds not in THRESHOLD_POLICIES:
+        err.print(f"[red]--thresholds must be one of {', '.join(THRESHOLD_POLICIES)}[/red], not {thresholds!r}")
+        raise typer.Exit(2)
     if precision not in PRECISIONS:
         err.print(f"[red]--precision must be one of {', '.join(PRECISIONS)}[/red], not {precision!r}")
         raise typer.Exit(2)
@@ -130,7 +135,7 @@ def train(
     examples, report = load_examples(data, book, policy)
     cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
                       batch_size=batch_size, max_length=max_length, seed=seed, freeze_embeddings=freeze_embeddings,
-                      frozen_layers=frozen_layers, label_init=label_init, precision=precision, tfidf_weight=weight, checkpoint_every=checkpoint_every,
+                      frozen_layers=frozen_layers, label_init=label_init, precision=precision, thresholds=thresholds, tfidf_weight=weight, checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
         prepared = prepare(examples, book)
