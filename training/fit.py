@@ -2,7 +2,7 @@
 
 1. cross-validation over documents (`training.cv`): every paragraph gets a probability from
    a model that never saw its document;
-2. thresholds chosen on those out-of-fold probabilities, shrunk toward one global value, and
+2. thresholds chosen on those out-of-fold probabilities (one global threshold by default), and
    the metrics of the model card measured out of fold (never on the rows that tuned them);
 3. the shipped model trained on *all* the data (`training.train`) and written atomically.
 """
