@@ -16,7 +16,7 @@ BASE=$(.venv/bin/python -c "import importlib.util as u; print(u.find_spec('embed
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p runs
 # --cv 0 keeps the main job short: one training of the default recipe (encoder + TF-IDF ensemble).
-# Without it, training first cross-validates over documents (5 more trainings) and writes this
+# Without it, training first cross-validates over documents (3 fold trainings) and writes this
 # model's own out-of-fold figures and thresholds into its MODEL_CARD.md (README "Quality").
 [ -f runs/m3e-ihms/policytag.json ] || policytag train --data "$DATA" --base-model "$BASE" --out runs/m3e-ihms --cv 0
 policytag ingest examples/docs --out runs/paragraphs.jsonl
