@@ -239,7 +239,9 @@ def test_bf16_fine_tuning_trains_and_the_card_says_so(tiny_model, small_export, 
                         "--max-length", 64, "--cv", 0, "--precision", "bf16"])
     assert result.exit_code == 0, result.output
     assert "examples/s, bf16)" in result.output
-    assert "bf16 mixed precision arithmetic" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "bf16 mixed precision arithmetic" in card
+    assert "0.5 for every label: no out-of-fold predictions" in card  # --cv 0: nothing to choose them from
     probs = load_model(out).predict_proba(["加强基层医疗卫生人才队伍建设。"])
     assert probs.dtype == np.float32 and np.isfinite(probs).all()  # the saved weights are fp32 as ever
 

@@ -42,7 +42,8 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
                      f"TF-IDF {cfg.weights[1]:g} ({how}).")
     lines += [f"- Input: {'document title and paragraph (sentence pair `title [SEP] paragraph`)' if cfg.context == 'title' else 'the paragraph alone'}.",
               "- Tool groups are derived from predicted sub-tools, never predicted on their own.",
-              "- Decision thresholds (`thresholds.json`): " + THRESHOLD_TEXT[cfg.thresholds] + ".",
+              "- Decision thresholds (`thresholds.json`): " + (THRESHOLD_TEXT[cfg.thresholds] if run is not None else
+                                                              "0.5 for every label: no out-of-fold predictions to choose them from") + ".",
               f"- Data: {', '.join(cfg.data) or '(in memory)'} → {len(data.texts)} paragraphs from "
               f"{len(set(data.groups))} documents; the shipped model is trained on all of them.",
               f"- Training time: {seconds:.0f} s in all (cross-validation and the final model).", ""]
