@@ -59,7 +59,7 @@ class TrainConfig:
     frozen_layers: int = 0
     max_pos_weight: float = 10.0
     # codebook: each head row starts at the encoder's embedding of the label's name and cue words
-    # (ensemble vs a random head: medsec +8 tools macro-F1; IHMS tools within noise, orientation better)
+    # (ensemble vs a random head: medsec +6 tools macro-F1; IHMS tools within noise, orientation better)
     label_init: str = "codebook"  # codebook | random
     # fine-tuning arithmetic: bf16 mixed precision (fp32 weights, bf16 matrix products) or fp32;
     # auto: bf16 where the hardware does it natively (resolve_precision). Same quality on medsec.
