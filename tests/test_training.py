@@ -81,6 +81,9 @@ def test_card_and_metrics_are_out_of_fold(tiny_model, small_export, tmp_path):
     card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "3-fold cross-validation over documents" in card and " ± " in card
     assert "### Members alone" in card
+    # the run's time on screen is the whole run's, as in the card (not the last fine-tuning alone)
+    said = int(re.search(r"model written to .* in (\d+) s", result.output).group(1))
+    assert abs(said - int(re.search(r"Training time: (\d+) s in all", card).group(1))) <= 1
     assert len(set(load_model(out).thresholds.tolist())) == 1  # the default: one threshold for every label
     assert "one threshold for every label" in card
     learned = json.loads((out / "training_config.json").read_text())["tfidf_weight"]

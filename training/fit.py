@@ -133,4 +133,5 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
 
     write_model_dir(out, fill)
     ckpt.clear()  # finished: the checkpoint is no longer needed
-    return {"metrics": metrics, "seconds": seconds, "notes": notes, "folds": k, **stats}
+    # after **stats: its "seconds" is the last fine-tuning alone, not the whole run
+    return {**stats, "metrics": metrics, "seconds": seconds, "notes": notes, "folds": k}
