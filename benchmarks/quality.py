@@ -48,9 +48,6 @@ RECIPES = {
     "enc-codebook-bf16-frozen2": ("encoder as enc-codebook-bf16, lowest 2 of 4 layers frozen (run once, not per epoch)",
                                   dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
                                        frozen_layers=2)),
-    "enc-codebook-bf16-frozen1": ("encoder as enc-codebook-bf16, lowest layer frozen (run once, not per epoch)",
-                                  dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
-                                       frozen_layers=1)),
 }
 # ensembles: name -> (encoder recipe, TF-IDF recipe, TF-IDF share of the average; None: learned
 # on the other folds' out-of-fold rows, as `policytag train` does)
@@ -65,7 +62,6 @@ ENSEMBLES = {
     "ens: enc-codebook-bf16 + tfidf (default)": ("enc-codebook-bf16", "tfidf", 0.5),
     "ens: enc-codebook-bf16-3ep + tfidf": ("enc-codebook-bf16-3ep", "tfidf", 0.5),
     "ens: enc-codebook-bf16-frozen2 + tfidf": ("enc-codebook-bf16-frozen2", "tfidf", 0.5),
-    "ens: enc-codebook-bf16-frozen1 + tfidf": ("enc-codebook-bf16-frozen1", "tfidf", 0.5),
 }
 # settings that do not change one member's out-of-fold probabilities stay out of its cache key
 NOT_MEMBER = {"tfidf_weight", "thresholds", "cv_folds", "checkpoint_every", "data", "schema"}

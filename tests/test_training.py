@@ -417,6 +417,7 @@ def test_frozen_layers_continue_the_forward_pass_exactly(tiny_model):
 
 
 def test_training_with_frozen_layers_changes_only_the_layers_above(tiny_model, small_export, tmp_path):
+    import torch
     from safetensors.torch import load_file
 
     out = tmp_path / "model"
@@ -427,14 +428,8 @@ def test_training_with_frozen_layers_changes_only_the_layers_above(tiny_model, s
     lower = [k for k in before if ".layer.0." in k]
     upper = [k for k in before if ".layer.1." in k]
     assert lower and upper
-    assert all(torch_equal(before[k], after[k]) for k in lower)
-    assert not all(torch_equal(before[k], after[k]) for k in upper)
+    assert all(torch.equal(before[k], after[k]) for k in lower)
+    assert not all(torch.equal(before[k], after[k]) for k in upper)
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", tmp_path / "m2", "--epochs", 1,
                         "--cv", 0, "--frozen-layers", 2])
     assert result.exit_code == 2 and "frozen layers must be fewer than the base model's 2 layers" in result.output
-
-
-def torch_equal(a, b) -> bool:
-    import torch
-
-    return bool(torch.equal(a, b))

@@ -179,7 +179,7 @@ def build_encoder(cfg: TrainConfig, book: Codebook, n_labels: int, device):
     model = encoder_classifier(AutoModel.from_pretrained(cfg.base_model), n_labels)
     if cfg.label_init == "codebook":
         init_head_from_codebook(model, tokenizer, book, cfg.max_length)
-    if cfg.freeze_embeddings or cfg.frozen_layers:
+    if cfg.freeze_embeddings:
         for p in model.encoder.get_input_embeddings().parameters():
             p.requires_grad = False
     if cfg.frozen_layers:
