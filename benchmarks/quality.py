@@ -48,6 +48,9 @@ RECIPES = {
     "enc-codebook-bf16-frozen2": ("encoder as enc-codebook-bf16, lowest 2 of 4 layers frozen (run once, not per epoch)",
                                   dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
                                        frozen_layers=2)),
+    "enc-codebook-bf16-windows": ("encoder as enc-codebook-bf16, paragraphs over 256 tokens tagged in overlapping windows (max)",
+                                  dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
+                                       long_paragraphs="windows")),
 }
 # ensembles: name -> (encoder recipe, TF-IDF recipe, TF-IDF share of the average; None: learned
 # on the other folds' out-of-fold rows, as `policytag train` does)
@@ -62,13 +65,14 @@ ENSEMBLES = {
     "ens: enc-codebook-bf16 + tfidf (default)": ("enc-codebook-bf16", "tfidf", 0.5),
     "ens: enc-codebook-bf16-3ep + tfidf": ("enc-codebook-bf16-3ep", "tfidf", 0.5),
     "ens: enc-codebook-bf16-frozen2 + tfidf": ("enc-codebook-bf16-frozen2", "tfidf", 0.5),
+    "ens: enc-codebook-bf16-windows + tfidf": ("enc-codebook-bf16-windows", "tfidf", 0.5),
 }
 # settings that do not change one member's out-of-fold probabilities stay out of its cache key
 NOT_MEMBER = {"tfidf_weight", "thresholds", "cv_folds", "checkpoint_every", "data", "schema"}
 ENCODER_ONLY = {"base_model", "epochs", "lr", "head_lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-                "freeze_embeddings", "max_pos_weight", "label_init", "precision", "frozen_layers"}
+                "freeze_embeddings", "max_pos_weight", "label_init", "precision", "frozen_layers", "long_paragraphs"}
 # settings added after caches were written, at the value the code had before them: those caches stay valid
-ADDED_LATER = {"precision": "fp32", "frozen_layers": 0}
+ADDED_LATER = {"precision": "fp32", "frozen_layers": 0, "long_paragraphs": "truncate"}
 
 
 def fingerprint(data, cfg: TrainConfig, k: int) -> str:

@@ -433,3 +433,62 @@ def test_training_with_frozen_layers_changes_only_the_layers_above(tiny_model, s
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", tmp_path / "m2", "--epochs", 1,
                         "--cv", 0, "--frozen-layers", 2])
     assert result.exit_code == 2 and "frozen layers must be fewer than the base model's 2 layers" in result.output
+
+
+def test_long_paragraphs_are_read_in_windows_that_cover_every_token(tiny_model):
+    """With windows, a paragraph's probabilities are the highest over windows that together hold
+    every token, so a cue past max_length counts; short paragraphs read the same either way."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from policytag.models.tagger import EncoderBackend, encoder_classifier
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = encoder_classifier(AutoModel.from_pretrained(tiny_model), 6).eval()
+    truncating = EncoderBackend(tokenizer, 32, model=model, device=torch.device("cpu"))
+    windowed = EncoderBackend(tokenizer, 32, model=model, device=torch.device("cpu"), windows=True)
+    long = "各级卫生健康行政部门要加强基层医疗卫生机构建设，" * 5 + "推进家庭医生签约服务，落实分级诊疗。"
+    other_tail = long[:-18] + "完善医疗保险支付方式改革措施。"
+    texts = ["推进分级诊疗。", long, other_tail]
+    enc, owner = windowed.features(texts, None)
+    assert owner.tolist() == [0] + [1] * (owner == 1).sum() + [2] * (owner == 2).sum() and (owner == 1).sum() >= 3
+    # the windows of the long paragraph, specials removed and overlaps dropped, are its whole token sequence
+    whole = tokenizer(long, add_special_tokens=False)["input_ids"]
+    parts = [enc["input_ids"][i][1:-1] for i in np.flatnonzero(owner == 1)]
+    stitched = parts[0] + [t for p in parts[1:] for t in p[32 // 8:]]
+    assert stitched == whole
+    seen = []
+    w = windowed.predict_proba(texts, None, progress=seen.append)
+    t = truncating.predict_proba(texts, None)
+    assert sum(seen) == 3
+    assert np.allclose(w[0], t[0], atol=1e-6)
+    each = truncating.predict_proba([tokenizer.decode(p) for p in parts], None)
+    assert np.allclose(w[1], each.max(0), atol=1e-5)
+    assert np.allclose(t[1], t[2], atol=1e-6)  # truncated, the different tails are never read
+    assert not np.allclose(w[1], w[2], atol=1e-4)
+
+
+def test_windows_are_saved_with_the_model_and_onnx_reads_them_too(tiny_model, small_export, tmp_path):
+    out = tmp_path / "model"
+    result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1,
+                        "--max-length", 32, "--cv", 0, "--long-paragraphs", "windows"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "policytag.json").read_text(encoding="utf-8"))
+    assert config["long_paragraphs"] == "windows"
+    assert "overlapping 32-token windows" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    texts = ["推进家庭医生签约服务。", "加强基层医疗卫生机构人才队伍建设，落实全科医生培养。" * 4]
+    tagger = load_model(out)
+    assert tagger.encoder.windows
+    torch_probs = tagger.predict_proba(texts)
+    assert runner.invoke(app, ["export-onnx", "--model", str(out)]).exit_code == 0
+    assert np.allclose(torch_probs, load_model(out, backend="onnx-fp32").predict_proba(texts), atol=1e-4)
+    # a directory from before windows existed reads the first max_length tokens, as it was evaluated
+    del config["long_paragraphs"]
+    (out / "policytag.json").write_text(json.dumps(config), encoding="utf-8")
+    old = load_model(out)
+    assert not old.encoder.windows
+    assert not np.allclose(old.predict_proba(texts)[1], torch_probs[1], atol=1e-4)
+    result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", tmp_path / "m2",
+                        "--long-paragraphs", "split"])
+    assert result.exit_code == 2 and "--long-paragraphs must be one of windows, truncate" in result.output

@@ -27,7 +27,9 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
                   "- Encoder: mean pooling over tokens → dropout → one linear layer over all labels; sigmoid per "
                   f"label (BCE with logits, rare labels up-weighted by sqrt(neg/pos), capped at {cfg.max_pos_weight:g}); "
                   f"head {'started from the codebook cue words' if cfg.label_init == 'codebook' else 'randomly initialised'}.",
-                  f"- Long paragraphs: truncated to the first {cfg.max_length} tokens.",
+                  (f"- Long paragraphs: tagged in overlapping {cfg.max_length}-token windows, each label's highest "
+                   "probability counting; training reads the first window." if cfg.long_paragraphs == "windows" else
+                   f"- Long paragraphs: truncated to the first {cfg.max_length} tokens."),
                   f"- Training: {cfg.epochs} epochs, lr {cfg.lr:g} (head {cfg.head_lr:g}), batch {cfg.batch_size} "
                   f"length-sorted, embeddings {'frozen' if cfg.freeze_embeddings or cfg.frozen_layers else 'trained'}"
                   f"{f', lowest {cfg.frozen_layers} transformer layer(s) frozen (run once per paragraph)' if cfg.frozen_layers else ''}, "

@@ -112,7 +112,7 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
     seconds = time.time() - start
     kind = cfg.model if cfg.model != "encoder" else "transformer"
     config = {"kind": kind, "labels": book.flat_labels, "schema": book.name, "schema_version": book.version,
-              "max_length": cfg.max_length, "context": cfg.context,
+              "max_length": cfg.max_length, "long_paragraphs": cfg.long_paragraphs, "context": cfg.context,
               "model_version": f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}", "train_seconds": round(seconds, 1)}
     if cfg.model == "ensemble":
         config["members"] = [{"kind": n if n != "encoder" else "transformer", "weight": w}

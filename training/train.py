@@ -29,6 +29,7 @@ from policytag.models.tagger import (EncoderBackend, EnsembleBackend, TfidfBacke
 
 MODELS = ("ensemble", "encoder", "tfidf")
 CONTEXTS = ("title", "none")
+LONG_PARAGRAPHS = ("windows", "truncate")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -50,6 +51,9 @@ class TrainConfig:
     head_lr: float = 2e-3
     batch_size: int = 16
     max_length: int = 256
+    # a paragraph longer than max_length tokens, when tagged: read in overlapping windows (each
+    # label's highest probability counts) or truncated. Training reads the first window either way.
+    long_paragraphs: str = "truncate"
     seed: int = 13
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
@@ -324,7 +328,7 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
     seconds = time.time() - start
     err.print(f"{label}: fine-tuned {seen} examples in {seconds:.0f} s ({seen / max(seconds, 1e-9):.1f} examples/s, {precision})")
     model.eval()
-    backend = EncoderBackend(tokenizer, cfg.max_length, model=model, device=device)
+    backend = EncoderBackend(tokenizer, cfg.max_length, model=model, device=device, windows=cfg.long_paragraphs == "windows")
     return backend, {"seconds": seconds, "examples_per_second": seen / max(seconds, 1e-9), "truncated": n_truncated,
                      "precision": precision}
 

@@ -14,7 +14,7 @@ from policytag.console import out as out_console
 from policytag.labels.export import ParseReport, parse_export
 from policytag.training.data import DataError, prepare
 from policytag.training.fit import fit
-from policytag.training.train import PRECISIONS, Interrupted, TrainConfig
+from policytag.training.train import LONG_PARAGRAPHS, PRECISIONS, Interrupted, TrainConfig
 from policytag.training.metrics import THRESHOLD_POLICIES
 
 
@@ -81,6 +81,7 @@ def train(
     lr: float = typer.Option(D.lr),
     batch_size: int = typer.Option(D.batch_size, "--batch-size", min=1),
     max_length: int = typer.Option(D.max_length, "--max-length", min=8),
+    long_paragraphs: str = typer.Option(D.long_paragraphs, "--long-paragraphs", help="Tagging a paragraph over --max-length tokens: windows (overlapping, each label's highest probability) or truncate."),
     seed: int = typer.Option(D.seed),
     freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (faster, less overfitting on small data)."),
     frozen_layers: int = typer.Option(D.frozen_layers, "--frozen-layers", min=0, help="Also freeze the lowest N transformer layers; their output is computed once, not every epoch (faster)."),
@@ -120,6 +121,9 @@ def train(
     if thresholds not in THRESHOLD_POLICIES:
         err.print(f"[red]--thresholds must be one of {', '.join(THRESHOLD_POLICIES)}[/red], not {thresholds!r}")
         raise typer.Exit(2)
+    if long_paragraphs not in LONG_PARAGRAPHS:
+        err.print(f"[red]--long-paragraphs must be one of {', '.join(LONG_PARAGRAPHS)}[/red], not {long_paragraphs!r}")
+        raise typer.Exit(2)
     if precision not in PRECISIONS:
         err.print(f"[red]--precision must be one of {', '.join(PRECISIONS)}[/red], not {precision!r}")
         raise typer.Exit(2)
@@ -134,7 +138,7 @@ def train(
     book = load_or_exit(schema)
     examples, report = load_examples(data, book, policy)
     cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
-                      batch_size=batch_size, max_length=max_length, seed=seed, freeze_embeddings=freeze_embeddings,
+                      batch_size=batch_size, max_length=max_length, long_paragraphs=long_paragraphs, seed=seed, freeze_embeddings=freeze_embeddings,
                       frozen_layers=frozen_layers, label_init=label_init, precision=precision, thresholds=thresholds, tfidf_weight=weight, checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
