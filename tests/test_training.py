@@ -45,14 +45,15 @@ def test_tiny_model_trains_end_to_end_and_metrics_have_the_contract_shape(tiny_m
     out = tmp_path / "model"
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1, "--max-length", 64])
     assert result.exit_code == 0, result.output
-    assert re.search(r"\d+ training paragraph\(s\) longer than 64 tokens are truncated", result.output)
+    assert re.search(r"\d+ training paragraph\(s\) longer than 64 tokens: training reads their first window; "
+                     r"tagging reads them in overlapping windows", result.output)
     assert re.search(r"\d+\.\d examples/s", result.output)
     for name in ("policytag.json", "codebook.yaml", "thresholds.json", "training_config.json", "metrics.json",
                  "MODEL_CARD.md", "head.safetensors", "encoder/config.json"):
         assert (out / name).exists(), name
     assert not (tmp_path / "model.checkpoint").exists()
     card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
-    assert "truncated to the first 64 tokens" in card and "| tool | talent_construction |" in card
+    assert "overlapping 64-token windows" in card and "| tool | talent_construction |" in card
     metrics_path = tmp_path / "metrics.json"
     result = runner.invoke(app, ["evaluate", "--model", str(out), "--data", str(small_export),
                                  "--output", str(metrics_path), "--report", str(tmp_path / "r.md")])
