@@ -58,9 +58,16 @@ RECIPES = {
     "enc-codebook-bf16-lr2e-4-windows": ("encoder as enc-codebook-bf16-lr2e-4, paragraphs over 256 tokens tagged in overlapping windows (max)",
                                          dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
                                               lr=2e-4, long_paragraphs="windows")),
+    "enc-codebook-bf16-lr2e-4-windows-unfrozen": ("encoder as the default's, word embeddings trained too (--no-freeze-embeddings)",
+                                                  dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
+                                                       lr=2e-4, long_paragraphs="windows", freeze_embeddings=False)),
+    "enc-codebook-bf16-lr2e-4-windows-seed14": ("encoder as the default's, another training seed (14; the folds stay seed 13's)",
+                                                dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
+                                                     lr=2e-4, long_paragraphs="windows", seed=14)),
 }
-# ensembles: name -> (encoder recipe, TF-IDF recipe, TF-IDF share of the average; None: learned
-# on the other folds' out-of-fold rows, as `policytag train` does)
+FOLD_SEED = TrainConfig.seed  # every recipe is scored on the same document folds, whatever its training seed
+# ensembles: name -> (encoder recipe or a tuple of them, averaged; TF-IDF recipe; TF-IDF share of
+# the average, None: learned on the other folds' out-of-fold rows, as `policytag train` does)
 ENSEMBLES = {
     "ens: enc-3ep + tfidf": ("enc-3ep", "tfidf", 0.5),
     "ens: enc-title + tfidf": ("enc-title", "tfidf", 0.5),
@@ -75,6 +82,10 @@ ENSEMBLES = {
     "ens: enc-codebook-bf16-windows + tfidf": ("enc-codebook-bf16-windows", "tfidf", 0.5),
     "ens: enc-codebook-bf16-lr2e-4 + tfidf": ("enc-codebook-bf16-lr2e-4", "tfidf", 0.5),
     "ens: enc-codebook-bf16-lr2e-4-windows + tfidf (default)": ("enc-codebook-bf16-lr2e-4-windows", "tfidf", 0.5),
+    "ens: enc-codebook-bf16-lr2e-4-windows-unfrozen + tfidf": ("enc-codebook-bf16-lr2e-4-windows-unfrozen", "tfidf", 0.5),
+    # two encoders (seeds 13 and 14) averaged, then averaged 0.5/0.5 with TF-IDF: twice the training
+    "ens: default encoder × 2 seeds + tfidf": (("enc-codebook-bf16-lr2e-4-windows", "enc-codebook-bf16-lr2e-4-windows-seed14"),
+                                                "tfidf", 0.5),
 }
 # settings that do not change one member's out-of-fold probabilities stay out of its cache key
 NOT_MEMBER = {"tfidf_weight", "thresholds", "cv_folds", "checkpoint_every", "data", "schema"}
@@ -105,7 +116,7 @@ def run_recipe(name: str, data, book, k: int, base_model: str, out: Path) -> tup
         saved = np.load(cache)
         return saved["probs"], saved["fold"], float(saved["seconds"])
     start = time.time()
-    run = cv.cross_validate(data, book, cfg, k)
+    run = cv.cross_validate(data, book, cfg, k, seed=FOLD_SEED)
     seconds = time.time() - start
     probs = run.probs[cfg.members[0]]
     out.mkdir(parents=True, exist_ok=True)
@@ -144,9 +155,11 @@ def main() -> None:
             results["tfidf, per-label thresholds"] = cv.cross_fitted_metrics(book, data.y, probs[name], fold, model=name,
                                                                              thresholds="per-label")
     for name, (enc, tfidf, weight) in ENSEMBLES.items():
-        if enc not in probs or tfidf not in probs:
+        encs = enc if isinstance(enc, tuple) else (enc,)
+        if any(e not in probs for e in encs) or tfidf not in probs:
             continue
-        members = cv.CVRun(fold, {"encoder": probs[enc], "tfidf": probs[tfidf]}, {})
+        encoder = sum(probs[e] for e in encs) / len(encs)
+        members = cv.CVRun(fold, {"encoder": encoder, "tfidf": probs[tfidf]}, {})
         recipe = TrainConfig(model="ensemble", tfidf_weight=weight)
         mixed = members.mixer(recipe, data.y)  # a learned weight is learned without the fold it scores
         results[name] = cv.cross_fitted_metrics(book, data.y, mixed, fold, model=name)
@@ -154,7 +167,7 @@ def main() -> None:
             results[f"{name}, {policy} thresholds"] = cv.cross_fitted_metrics(book, data.y, mixed, fold, model=name,
                                                                              thresholds=policy)
         if weight is None:
-            learned = [cv.learn_tfidf_weight(data.y[fold != f], probs[enc][fold != f], probs[tfidf][fold != f])
+            learned = [cv.learn_tfidf_weight(data.y[fold != f], encoder[fold != f], probs[tfidf][fold != f])
                        for f in np.unique(fold)]
             console.print(f"{name}: TF-IDF share learned per fold {', '.join(f'{w:g}' for w in learned)}")
     table = cv.markdown_table(results)
