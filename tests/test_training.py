@@ -395,6 +395,22 @@ def test_onnx_export_matches_torch(tiny_model, small_export, tmp_path):
         [float(x) for x in int8[:, [l for _, l in load_model(out).labels].index("talent_construction")]], abs=1e-4)
 
 
+def test_word_embeddings_are_fine_tuned_by_default_and_frozen_on_request(tiny_model):
+    """The default recipe trains the word embeddings (it scored higher in cross-validation);
+    --freeze-embeddings keeps them fixed and trains everything else."""
+    import torch
+
+    from policytag.training.train import TrainConfig, build_encoder
+
+    for freeze in (False, True):
+        cfg = TrainConfig(base_model=str(tiny_model)) if not freeze else TrainConfig(base_model=str(tiny_model),
+                                                                                     freeze_embeddings=True)
+        _, model = build_encoder(cfg, BOOK, len(BOOK.flat_labels), torch.device("cpu"))
+        words = model.encoder.get_input_embeddings().weight
+        assert words.requires_grad is not freeze
+        assert all(p.requires_grad for n, p in model.named_parameters() if "word_embeddings" not in n)
+
+
 def test_frozen_layers_continue_the_forward_pass_exactly(tiny_model):
     """The training shortcut (lower layers run once, the rest per step) computes what the full
     model computes, padding included; the saved model is the plain one."""
