@@ -62,7 +62,7 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     # the word embeddings are fine-tuned too (--no-freeze-embeddings): the encoder alone gained in
-    # every fold on tools micro-F1 (IHMS and medsec), the ensemble by less than one sd, at about 6 %
+    # every fold on tools micro-F1 (IHMS and medsec), the ensemble by less than one sd, at 6-14 %
     # more training time (README Quality)
     freeze_embeddings: bool = False
     # the lowest N transformer layers are frozen too, and their output is computed once per

@@ -83,7 +83,7 @@ def train(
     max_length: int = typer.Option(D.max_length, "--max-length", min=8),
     long_paragraphs: str = typer.Option(D.long_paragraphs, "--long-paragraphs", help="Tagging a paragraph over --max-length tokens: windows (overlapping, each label's highest probability) or truncate."),
     seed: int = typer.Option(D.seed),
-    freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (about 6 % faster; the default fine-tunes them, which scored higher: README Quality)."),
+    freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (6–14 % faster in the benchmarks; the default fine-tunes them, which scored higher: README Quality)."),
     frozen_layers: int = typer.Option(D.frozen_layers, "--frozen-layers", min=0, help="Also freeze the lowest N transformer layers; their output is computed once, not every epoch (faster)."),
     label_init: str = typer.Option(D.label_init, "--label-init", help="codebook: start each label's head row from its name and cue words (default); random."),
     precision: str = typer.Option(D.precision, "--precision", help="Fine-tuning arithmetic: fp32, bf16 (mixed precision), or auto: bf16 where the CPU/GPU does it natively."),
