@@ -7,14 +7,16 @@ thresholds and derives tool groups from sub-tools. Backends share one protocol,
 
   encoder   a fine-tuned pretrained encoder, mean pooling, one linear head over every label
             (run by PyTorch, or by ONNX Runtime after `policytag export-onnx`)
-  tfidf     TF-IDF character n-grams + one logistic regression per label (scikit-learn)
+  tfidf     TF-IDF character n-grams + one logistic regression per label (scikit-learn); the
+            labels of chosen dimensions (IHMS: orientation) from a second one that reads the
+            document title with the paragraph
   ensemble  the weighted mean of its members' probabilities (default: encoder + tfidf)
 
 A model directory holds:
   policytag.json    kind, members and weights, labels, context, max_length, version
   codebook.yaml     the codebook it was trained with
   thresholds.json   per-label decision thresholds (chosen on out-of-fold predictions)
-  encoder/ + head.safetensors   and/or   tfidf.joblib
+  encoder/ + head.safetensors   and/or   tfidf.joblib (+ tfidf-title.joblib)
   metrics.json, training_config.json, MODEL_CARD.md   (written by training)
 """
 from __future__ import annotations
@@ -182,15 +184,18 @@ class EncoderBackend:
 
     kind = "encoder"
 
-    def __init__(self, tokenizer, max_length: int, model=None, session=None, device=None, windows: bool = False):
+    def __init__(self, tokenizer, max_length: int, model=None, session=None, device=None, windows: bool = False,
+                 use_context: bool = False):
         """`windows`: a paragraph longer than `max_length` tokens is read in overlapping windows and
-        each label's probability is its highest in any window (else only the first window is read)."""
-        self.tokenizer, self.max_length, self.windows = tokenizer, max_length, windows
+        each label's probability is its highest in any window (else only the first window is read).
+        `use_context`: trained on `title [SEP] paragraph`; otherwise the titles every member is
+        handed are not read."""
+        self.tokenizer, self.max_length, self.windows, self.use_context = tokenizer, max_length, windows, use_context
         self.model, self.session, self.device = model, session, device
 
     @classmethod
     def load(cls, path: Path, n_labels: int, max_length: int, runtime: str = "torch", device: str | None = None,
-             windows: bool = False):
+             windows: bool = False, use_context: bool = False):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
@@ -198,7 +203,7 @@ class EncoderBackend:
             from .onnx import open_session
 
             return cls(tokenizer, max_length, session=open_session(path, quantized=runtime != "onnx-fp32", threads=usable_cores()),
-                       windows=windows)
+                       windows=windows, use_context=use_context)
         if runtime != "torch":
             raise ValueError(f"unknown backend {runtime!r}: choose one of {', '.join(BACKENDS)}")
         from safetensors.torch import load_file
@@ -209,7 +214,7 @@ class EncoderBackend:
             set_cpu_threads()
         model = encoder_classifier(AutoModel.from_pretrained(path / "encoder"), n_labels)
         model.head.load_state_dict(load_file(str(path / "head.safetensors")))
-        return cls(tokenizer, max_length, model=model.to(dev).eval(), device=dev, windows=windows)
+        return cls(tokenizer, max_length, model=model.to(dev).eval(), device=dev, windows=windows, use_context=use_context)
 
     def save(self, directory: Path) -> None:
         from safetensors.torch import save_file
@@ -233,7 +238,7 @@ class EncoderBackend:
                       batch_tokens: int = 2048, max_batch: int = 16) -> np.ndarray:
         """Batches are length-sorted under a token budget; 16 × 128 tokens measured fastest on
         a 2-core CPU (larger batches fall out of cache and get slower)."""
-        enc, owner = self.features(texts, contexts)
+        enc, owner = self.features(texts, contexts if self.use_context else None)
         first = np.r_[True, owner[1:] != owner[:-1]]  # progress counts each paragraph once
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         out = np.zeros((len(texts), self.n_labels), dtype=np.float32)
@@ -270,29 +275,46 @@ class EncoderBackend:
 
 # -- TF-IDF ----------------------------------------------------------------------------------
 class TfidfBackend:
+    """`pipeline` gives every label from the paragraph (from title + paragraph with `use_context`).
+    `title_pipeline`, when there is one, gives the labels in `title_columns` instead, from title +
+    paragraph: for dimensions that follow what the whole document is about (IHMS orientation:
+    README Quality). A paragraph whose title is unknown keeps the paragraph-only probabilities,
+    the ones trained on what it offers."""
+
     kind = "tfidf"
     FILE = "tfidf.joblib"
+    TITLE_FILE = "tfidf-title.joblib"
 
-    def __init__(self, pipeline, use_context: bool = True):
+    def __init__(self, pipeline, use_context: bool = True, title_pipeline=None, title_columns: Sequence[int] = ()):
         self.pipeline, self.use_context = pipeline, use_context
+        self.title_pipeline, self.title_columns = title_pipeline, np.asarray(title_columns, dtype=np.int64)
 
     @classmethod
-    def load(cls, path: Path, use_context: bool = True) -> "TfidfBackend":
+    def load(cls, path: Path, use_context: bool = True, title_columns: Sequence[int] = ()) -> "TfidfBackend":
         import joblib
 
         if (path / cls.FILE).exists():
-            return cls(joblib.load(path / cls.FILE), use_context)
+            title = joblib.load(path / cls.TITLE_FILE) if len(title_columns) else None
+            return cls(joblib.load(path / cls.FILE), use_context, title, title_columns)
         return cls(joblib.load(path / "baseline.joblib"), use_context=False)  # policytag 0.1 directories
 
     def save(self, directory: Path) -> None:
         import joblib
 
         joblib.dump(self.pipeline, directory / self.FILE)
+        if self.title_pipeline is not None:
+            joblib.dump(self.title_pipeline, directory / self.TITLE_FILE)
 
     def predict_proba(self, texts: list[str], contexts: list[str] | None, progress: Progress = None) -> np.ndarray:
+        inputs = texts
         if self.use_context and contexts is not None:
-            texts = [tfidf_input(t, c) for t, c in zip(texts, contexts)]
-        probs = np.asarray(self.pipeline.predict_proba(texts), dtype=np.float32)
+            inputs = [tfidf_input(t, c) for t, c in zip(texts, contexts)]
+        probs = np.asarray(self.pipeline.predict_proba(inputs), dtype=np.float32)
+        if self.title_pipeline is not None and contexts is not None:
+            rows = [i for i, c in enumerate(contexts) if c]
+            if rows:
+                titled = self.title_pipeline.predict_proba([tfidf_input(texts[i], contexts[i]) for i in rows])
+                probs[np.ix_(rows, self.title_columns)] = titled
         if progress:
             progress(len(texts))
         return probs
@@ -324,6 +346,11 @@ class EnsembleBackend:
         return out
 
 
+def title_columns(labels: Sequence, dimensions: Sequence[str]) -> list[int]:
+    """Columns of `labels` ((dimension, label) pairs) that belong to `dimensions`."""
+    return [j for j, (dim, _) in enumerate(labels) if dim in set(dimensions)]
+
+
 def load_backend(path: Path, config: dict, runtime: str = "torch", device: str | None = None) -> Backend:
     n_labels, max_length = len(config["labels"]), int(config.get("max_length", 256))
     use_context = config.get("context") == "title"
@@ -331,9 +358,9 @@ def load_backend(path: Path, config: dict, runtime: str = "torch", device: str |
     if kind in ("transformer", "encoder"):
         # directories written before windows existed read the first max_length tokens only
         windows = config.get("long_paragraphs", "truncate") == "windows"
-        return EncoderBackend.load(path, n_labels, max_length, runtime, device, windows)
+        return EncoderBackend.load(path, n_labels, max_length, runtime, device, windows, use_context)
     if kind == "tfidf":
-        return TfidfBackend.load(path, use_context)
+        return TfidfBackend.load(path, use_context, title_columns(config["labels"], config.get("tfidf_title", [])))
     if kind == "ensemble":
         members = [load_backend(path, {**config, "kind": m["kind"]}, runtime, device) for m in config["members"]]
         return EnsembleBackend(members, [m["weight"] for m in config["members"]])
@@ -363,9 +390,9 @@ class Tagger:
         self.version = config.get("model_version", self.path.name if self.path else "unsaved")
 
     @property
-    def uses_context(self) -> bool:
-        """Trained with each paragraph's document title as context."""
-        return self.config.get("context") == "title"
+    def reads_titles(self) -> bool:
+        """Some member reads each paragraph's document title (as context or for some dimensions)."""
+        return self.config.get("context") == "title" or bool(self.config.get("tfidf_title"))
 
     @property
     def max_length(self) -> int:
@@ -406,11 +433,11 @@ class Tagger:
     # -- inference ------------------------------------------------------------
     def predict_proba(self, texts: list[str], titles: Sequence | None = None, progress: Progress = None) -> np.ndarray:
         """Probabilities, shape (len(texts), n_labels), in input order. `titles`: each
-        paragraph's document title (used when the model was trained with title context)."""
+        paragraph's document title (read by the members trained with it, see `reads_titles`)."""
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         clean = [normalize_text(t) for t in texts]
-        contexts = context_texts(titles, len(clean)) if self.uses_context else None
+        contexts = context_texts(titles, len(clean)) if self.reads_titles else None
         return self.backend.predict_proba(clean, contexts, progress)
 
     def decide(self, probs: np.ndarray) -> np.ndarray:

@@ -67,6 +67,12 @@ def test_tiny_model_trains_end_to_end_and_metrics_have_the_contract_shape(tiny_m
         assert all(set(v) == {"precision", "recall", "f1", "support"} for v in block["per_label"].values())
     assert set(metrics["dimensions"]["tool"]["per_label"]) == set(BOOK.dimension("tool").label_ids)
     assert set(metrics["dimensions"]["tool_group"]["per_label"]) == {"supply", "demand", "environment"}
+    # the default ensemble: the encoder reads the paragraph alone; the title moves orientation only
+    tagger = load_model(out)
+    a = tagger.predict_proba(["推进家庭医生签约服务。"], ["关于推进分级诊疗制度建设的指导意见"])
+    b = tagger.predict_proba(["推进家庭医生签约服务。"])
+    moved = {tagger.labels[j][0] for j in np.flatnonzero(~np.isclose(a[0], b[0], rtol=0, atol=1e-7))}
+    assert moved == {"orientation"}
 
 
 def test_card_and_metrics_are_out_of_fold(tiny_model, small_export, tmp_path):
@@ -142,6 +148,28 @@ def test_baseline_saved_the_same_way(small_export, tmp_path):
     pred = tagger.decode(probs[0])
     # hierarchy: groups follow the predicted sub-tools exactly
     assert pred.groups["tool"] == BOOK.groups_of("tool", pred.labels["tool"])
+
+
+def test_tfidf_reads_the_title_for_orientation_only(small_export, tmp_path):
+    orientation = [j for j, (dim, _) in enumerate(BOOK.flat_labels) if dim == "orientation"]
+    others = [j for j in range(len(BOOK.flat_labels)) if j not in orientation]
+    text, title = ["推进家庭医生签约服务，建设健康社区。"], ["关于推进分级诊疗制度建设的指导意见"]
+    result = train_cli(["--model", "tfidf", "--cv", 0, "--data", small_export, "--out", tmp_path / "default"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "default" / "policytag.json").read_text())["tfidf_title"] == ["orientation"]
+    assert "TF-IDF for orientation: a second one reads the document title" in (tmp_path / "default" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    tagger = load_model(tmp_path / "default")
+    with_title, without = tagger.predict_proba(text, title), tagger.predict_proba(text)
+    assert np.array_equal(with_title[:, others], without[:, others])  # only orientation reads the title
+    assert not np.allclose(with_title[:, orientation], without[:, orientation])
+    result = train_cli(["--model", "tfidf", "--cv", 0, "--data", small_export, "--out", tmp_path / "none", "--tfidf-title", "none"])
+    assert result.exit_code == 0, result.output
+    plain = load_model(tmp_path / "none")
+    assert "tfidf_title" not in plain.config and not (tmp_path / "none" / "tfidf-title.joblib").exists()
+    # no title known: the paragraph-only model answers, for orientation too
+    assert np.array_equal(plain.predict_proba(text, title), without)
+    result = train_cli(["--model", "tfidf", "--data", small_export, "--out", tmp_path / "bad", "--tfidf-title", "objective"])
+    assert result.exit_code == 2 and "objective is not a dimension of the codebook" in " ".join(result.output.split())
 
 
 def test_threshold_tuning_shrinks_toward_one_global_threshold():

@@ -37,6 +37,9 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
                   f"{'bf16 mixed precision' if stats.get('precision') == 'bf16' else 'fp32'} arithmetic."]
     if cfg.model in ("ensemble", "tfidf"):
         lines.append("- TF-IDF: character 1–3-grams + one balanced logistic regression per label (scikit-learn).")
+        if titled := cfg.title_dimensions(book):
+            lines.append(f"- TF-IDF for {', '.join(titled)}: a second one reads the document title with the paragraph "
+                         "(a paragraph whose title is unknown keeps the paragraph-only figures).")
     if cfg.model == "ensemble":
         how = ("learned out of fold: the TF-IDF share that ranks the out-of-fold paragraphs best, micro average "
                "precision; the figures below learn it without the fold they score" if weight_learned else "set by --tfidf-weight")
@@ -76,7 +79,7 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
 
         lines += ["### Members alone (same folds)", "",
                   "What each member would score without the other: what the ensemble gains here. The recipe itself "
-                  "(the paragraph alone, the head started from the codebook, 0.5/0.5 average, one global threshold) was chosen by `benchmarks/quality.py`; the "
+                  "(the paragraph alone, the document title for orientation's TF-IDF, the head started from the codebook, 0.5/0.5 average, one global threshold) was chosen by `benchmarks/quality.py`; the "
                   "alternatives that lost are listed with their figures in the README, section Quality.", "",
                   "| member | tool micro-F1 | tool macro-F1 | mean kappa |", "|---|---:|---:|---:|"]
         for name, probs in run.probs.items():

@@ -116,7 +116,7 @@ def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, se
 
     device = device if device is not None else (_device(None) if "encoder" in cfg.members else None)
     fold = document_folds(data.y, data.groups, k, cfg.seed if seed is None else seed)
-    contexts = context_texts(data.titles, len(data.texts)) if cfg.context == "title" else None
+    titles = context_texts(data.titles, len(data.texts))  # read by the members trained with them
     probs = {n: np.zeros(data.y.shape, dtype=np.float32) for n in cfg.members}
     seconds = {n: 0.0 for n in cfg.members}
     for f in range(k):
@@ -131,10 +131,10 @@ def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, se
         pick = (lambda xs, rows: None if xs is None else [xs[i] for i in rows])
         err.print(f"fold {f + 1}/{k}: training on {len(train)} paragraphs, predicting {len(test)} "
                   f"from {len(set(data.groups[i] for i in test))} unseen documents")
-        members, stats = train_members(pick(data.texts, train), pick(contexts, train), data.y[train], cfg, book,
+        members, stats = train_members(pick(data.texts, train), pick(titles, train), data.y[train], cfg, book,
                                        device, ckpt, f"fold-{f}", f"fold {f + 1}/{k}")
         for n, m in members.items():
-            probs[n][test] = m.predict_proba(pick(data.texts, test), pick(contexts, test))
+            probs[n][test] = m.predict_proba(pick(data.texts, test), pick(titles, test))
         if "tfidf" in members:
             seconds["tfidf"] += stats.get("tfidf_seconds", 0.0)
         if "encoder" in members:
@@ -197,7 +197,7 @@ def compare_recipes(data, book: Codebook, k: int, base_model: str | None = None,
     members alone and their ensemble — on the same document folds: {name: cross-fitted metrics}."""
     from .train import TrainConfig
 
-    baseline = TrainConfig(model="tfidf", context="none", seed=seed)
+    baseline = TrainConfig(model="tfidf", context="none", tfidf_title=[], seed=seed)  # the paragraph alone
     runs = {"tfidf baseline": (cross_validate(data, book, baseline, k), baseline)}
     if base_model:
         cfg = TrainConfig(base_model=base_model, seed=seed, **({"context": context} if context else {}),

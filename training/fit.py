@@ -73,9 +73,9 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
     out = Path(out)
     if cfg.model != "tfidf" and not cfg.base_model:
         raise ValueError("a base model is required for the encoder (--base-model)")
-    contexts = context_texts(data.titles, len(data.texts)) if cfg.context == "title" else None
+    titles = context_texts(data.titles, len(data.texts))
     ckpt = Checkpoint(out.with_name(out.name + ".checkpoint"),
-                      Checkpoint.fingerprint_of(data.texts, contexts, data.y, cfg), resume)
+                      Checkpoint.fingerprint_of(data.texts, titles, data.y, cfg), resume)
     if resume and not ckpt.dir.exists():
         err.print(f"[yellow]no checkpoint at {ckpt.dir}: starting from scratch[/yellow]")
     dev = _device(device) if cfg.model != "tfidf" else None
@@ -107,13 +107,15 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
             cfg = replace(cfg, tfidf_weight=0.5)  # nothing out of fold to learn it from
             learned = False
 
-    members, stats = train_members(data.texts, contexts, data.y, cfg, book, dev, ckpt, "final",
+    members, stats = train_members(data.texts, titles, data.y, cfg, book, dev, ckpt, "final",
                                    "fine-tuning (all data)")
     seconds = time.time() - start
     kind = cfg.model if cfg.model != "encoder" else "transformer"
     config = {"kind": kind, "labels": book.flat_labels, "schema": book.name, "schema_version": book.version,
               "max_length": cfg.max_length, "long_paragraphs": cfg.long_paragraphs, "context": cfg.context,
               "model_version": f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}", "train_seconds": round(seconds, 1)}
+    if getattr(members.get("tfidf"), "title_pipeline", None) is not None:
+        config["tfidf_title"] = cfg.title_dimensions(book)  # these labels' TF-IDF reads the title too
     if cfg.model == "ensemble":
         config["members"] = [{"kind": n if n != "encoder" else "transformer", "weight": w}
                              for n, w in zip(cfg.members, cfg.weights)]

@@ -75,6 +75,9 @@ def train(
     model: ModelKind = typer.Option(D.model, "--model", help="ensemble: fine-tuned encoder + TF-IDF averaged (default); encoder; tfidf."),
     baseline: Optional[str] = typer.Option(None, "--baseline", help="'tfidf': the TF-IDF baseline alone (same as --model tfidf)."),
     context: Context = typer.Option(D.context, "--context", help="title: read each paragraph with its document title; none: the paragraph alone."),
+    tfidf_title: Optional[List[str]] = typer.Option(
+        None, "--tfidf-title", help="A dimension whose labels the TF-IDF member takes from the document title + paragraph; "
+        f"repeat for several, 'none' for none (default: {', '.join(D.tfidf_title)}, where the codebook has it)."),
     cv: int = typer.Option(D.cv_folds, "--cv", min=0, help="Document folds for out-of-fold thresholds and metrics (0: none, global threshold 0.5)."),
     schema: Optional[Path] = typer.Option(None, "--schema", help="Codebook YAML (default: shipped IHMS)."),
     epochs: int = typer.Option(D.epochs, min=1),
@@ -136,10 +139,19 @@ def train(
         err.print(f"[red]cannot write the model[/red]: {exc}")
         raise typer.Exit(2)
     book = load_or_exit(schema)
+    if tfidf_title is None:
+        tfidf_title = D.tfidf_title
+    elif tfidf_title == ["none"]:
+        tfidf_title = []
+    elif unknown := [d for d in tfidf_title if d not in book.dimension_ids]:
+        err.print(f"[red]--tfidf-title: {', '.join(unknown)} is not a dimension of the codebook[/red] "
+                  f"({', '.join(book.dimension_ids)}; or 'none')")
+        raise typer.Exit(2)
     examples, report = load_examples(data, book, policy)
     cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
                       batch_size=batch_size, max_length=max_length, long_paragraphs=long_paragraphs, seed=seed, freeze_embeddings=freeze_embeddings,
-                      frozen_layers=frozen_layers, label_init=label_init, precision=precision, thresholds=thresholds, tfidf_weight=weight, checkpoint_every=checkpoint_every,
+                      frozen_layers=frozen_layers, label_init=label_init, precision=precision, thresholds=thresholds, tfidf_weight=weight, tfidf_title=list(tfidf_title),
+                      checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
         prepared = prepare(examples, book)
