@@ -314,7 +314,8 @@ class TfidfBackend:
             rows = [i for i, c in enumerate(contexts) if c]
             if rows:
                 titled = self.title_pipeline.predict_proba([tfidf_input(texts[i], contexts[i]) for i in rows])
-                probs[np.ix_(rows, self.title_columns)] = titled
+                # a one-label dimension was fitted as one binary problem: (n, 2), positive last
+                probs[np.ix_(rows, self.title_columns)] = np.asarray(titled)[:, -len(self.title_columns):]
         if progress:
             progress(len(texts))
         return probs

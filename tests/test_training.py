@@ -170,6 +170,32 @@ def test_tfidf_reads_the_title_for_orientation_only(small_export, tmp_path):
     assert np.array_equal(plain.predict_proba(text, title), without)
     result = train_cli(["--model", "tfidf", "--data", small_export, "--out", tmp_path / "bad", "--tfidf-title", "objective"])
     assert result.exit_code == 2 and "objective is not a dimension of the codebook" in " ".join(result.output.split())
+    # an export without titles: nothing to read, and the model says so instead of claiming a title model
+    tasks = json.loads(small_export.read_text())
+    for t in tasks:
+        t["data"].pop("title", None)
+    untitled = tmp_path / "untitled.json"
+    untitled.write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    result = train_cli(["--model", "tfidf", "--cv", 0, "--data", untitled, "--out", tmp_path / "untitled"])
+    assert result.exit_code == 0, result.output
+    assert "no document titles in the data" in " ".join(result.output.split())
+    card = (tmp_path / "untitled" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert "no document titles in the data" in card and "a second one reads the document title" not in card
+    assert "tfidf_title" not in load_model(tmp_path / "untitled").config
+
+
+def test_a_one_label_dimension_can_read_the_title():
+    """scikit-learn fits a single label as one binary problem (two probability columns)."""
+    from policytag.models.baseline import fit_tfidf
+    from policytag.models.tagger import TfidfBackend, tfidf_input
+
+    texts = ["推进分级诊疗", "建设健康社区", "发展智慧医疗", "完善医保支付"] * 3
+    titles = ["分级诊疗意见", "健康社区方案", "智慧医疗规划", "医保办法"] * 3
+    y = np.zeros((len(texts), 3), dtype=np.float32)
+    y[::4, 2] = 1
+    backend = TfidfBackend(fit_tfidf(texts, y), False, fit_tfidf([tfidf_input(t, c) for t, c in zip(texts, titles)], y[:, [2]]), [2])
+    probs = backend.predict_proba(texts[:4], titles[:4])
+    assert probs.shape == (4, 3) and probs[0, 2] > probs[1, 2]
 
 
 def test_threshold_tuning_shrinks_toward_one_global_threshold():

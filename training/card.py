@@ -61,7 +61,8 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
         lines.append(f"| {dim} | {label} | {int(data.y[:, j].sum())} |")
     lines.append("")
     if metrics is None:
-        lines += ["## Quality", "", "No out-of-fold estimate: too few documents (see Warnings).", ""]
+        why = "trained with --cv 0" if cfg.cv_folds == 0 else "too few documents (see Warnings)"
+        lines += ["## Quality", "", f"No out-of-fold estimate: {why}.", ""]
         return "\n".join(lines)
     cv = metrics["cv"]
     lines += [f"## Quality on unseen documents ({cv['folds']}-fold cross-validation over documents)", "",

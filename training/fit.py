@@ -81,6 +81,11 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
     dev = _device(device) if cfg.model != "tfidf" else None
     start = time.time()
     notes = list(data.notes)
+    if cfg.title_dimensions(book) and not any(titles):  # nothing to read: the card and config say so
+        notes.append(f"no document titles in the data: the TF-IDF for {', '.join(cfg.title_dimensions(book))} "
+                     "reads the paragraph alone")
+        err.print(f"[yellow]note[/yellow] {notes[-1]}")
+        cfg = replace(cfg, tfidf_title=[])
 
     k, why = cv.usable_folds(data.groups, cfg.cv_folds)
     if why:
@@ -116,6 +121,7 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
               "model_version": f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}", "train_seconds": round(seconds, 1)}
     if getattr(members.get("tfidf"), "title_pipeline", None) is not None:
         config["tfidf_title"] = cfg.title_dimensions(book)  # these labels' TF-IDF reads the title too
+
     if cfg.model == "ensemble":
         config["members"] = [{"kind": n if n != "encoder" else "transformer", "weight": w}
                              for n, w in zip(cfg.members, cfg.weights)]

@@ -77,8 +77,8 @@ class TrainConfig:
     # auto: bf16 where the hardware does it natively (resolve_precision). Same quality on medsec.
     precision: str = "auto"
     # dimensions whose labels the TF-IDF member takes from the document title + paragraph (a second
-    # TF-IDF model for them); ids the codebook does not have are ignored (medsec has no orientation,
-    # and its objectives did not gain). IHMS orientation micro-F1 +1.7 in the ensemble, higher in
+    # TF-IDF model for them); ids the codebook does not have are ignored here, so the default does
+    # nothing on medsec (no orientation; its objectives did not gain), while the CLI refuses them. IHMS orientation micro-F1 +1.7 in the ensemble, higher in
     # every fold, nothing else moved (README Quality). Unused with --context title (TF-IDF reads
     # the title for every label then)
     tfidf_title: list[str] = field(default_factory=lambda: ["orientation"])

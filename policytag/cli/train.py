@@ -173,7 +173,8 @@ def train(
         out_console.print(metrics_table({out.name: result["metrics"]["cv"]["mean"] | {"n_paragraphs": len(prepared.texts)}},
                                         f"out-of-fold metrics, mean over {result['folds']} document folds"))
     else:
-        err.print("[yellow]no out-of-fold estimate[/yellow] (too few documents): the model was trained on all of them")
+        why = "--cv 0" if cv == 0 else "too few documents"
+        err.print(f"[yellow]no out-of-fold estimate[/yellow] ({why}): the model was trained on all of them")
     err.print(f"model written to {out} in {result['seconds']:.0f} s")
 
 
