@@ -69,6 +69,10 @@ RECIPES = {
     "enc-codebook-bf16-lr3e-4-windows-unfrozen-4ep": ("encoder as the default's, 4 epochs at learning rate 3e-4 (two thirds of the time)",
                                                       dict(model="encoder", context="none", epochs=4, label_init="codebook", precision="bf16",
                                                            lr=3e-4, long_paragraphs="windows", freeze_embeddings=False)),
+    "enc-codebook-bf16-lr2e-4-windows-unfrozen-labelatt": ("encoder as the default's, label-wise attention pooling instead of the mean",
+                                                           dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
+                                                                lr=2e-4, long_paragraphs="windows", freeze_embeddings=False,
+                                                                pooling="label-attention")),
     "enc-codebook-bf16-lr2e-4-windows-unfrozen-seed14": ("encoder as the default's, another training seed (14; the folds stay seed 13's)",
                                                          dict(model="encoder", context="none", epochs=6, label_init="codebook", precision="bf16",
                                                               lr=2e-4, long_paragraphs="windows", freeze_embeddings=False, seed=14)),
@@ -95,6 +99,8 @@ ENSEMBLES = {
         "enc-codebook-bf16-lr2e-4-windows-unfrozen", "tfidf-title-orientation", 0.5),
     "ens: default encoder, 8 epochs + tfidf-title-orientation": ("enc-codebook-bf16-lr2e-4-windows-unfrozen-8ep", "tfidf-title-orientation", 0.5),
     "ens: default encoder, 4 epochs at 3e-4 + tfidf-title-orientation": ("enc-codebook-bf16-lr3e-4-windows-unfrozen-4ep", "tfidf-title-orientation", 0.5),
+    "ens: default encoder, label attention + tfidf-title-orientation": ("enc-codebook-bf16-lr2e-4-windows-unfrozen-labelatt",
+                                                                         "tfidf-title-orientation", 0.5),
     # two encoders (seeds 13 and 14) averaged, then averaged 0.5/0.5 with TF-IDF: twice the training
     "ens: default encoder × 2 seeds + tfidf": (("enc-codebook-bf16-lr2e-4-windows-unfrozen", "enc-codebook-bf16-lr2e-4-windows-unfrozen-seed14"),
                                                 "tfidf", 0.5),
@@ -103,9 +109,10 @@ ENSEMBLES = {
 NOT_MEMBER = {"tfidf_weight", "thresholds", "cv_folds", "checkpoint_every", "data", "schema"}
 TFIDF_ONLY = {"tfidf_title"}
 ENCODER_ONLY = {"base_model", "epochs", "lr", "head_lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-                "freeze_embeddings", "max_pos_weight", "label_init", "precision", "frozen_layers", "long_paragraphs"}
+                "freeze_embeddings", "max_pos_weight", "label_init", "precision", "frozen_layers", "long_paragraphs", "pooling"}
 # settings added after caches were written, at the value the code had before them: those caches stay valid
-ADDED_LATER = {"precision": "fp32", "frozen_layers": 0, "long_paragraphs": "truncate", "tfidf_title": []}
+ADDED_LATER = {"precision": "fp32", "frozen_layers": 0, "long_paragraphs": "truncate", "tfidf_title": [],
+               "pooling": "mean"}
 
 
 def fingerprint(data, cfg: TrainConfig, k: int) -> str:

@@ -122,11 +122,22 @@ class Backend(Protocol):
 
 
 # -- the encoder -----------------------------------------------------------------------------
-def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1):
-    """AutoModel encoder + masked mean pooling + dropout + linear head (built lazily: torch
-    is imported only by the commands that run a model)."""
+POOLINGS = ("mean", "label-attention")
+
+
+def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1, pooling: str = "mean"):
+    """AutoModel encoder + pooling + dropout + linear head (built lazily: torch is imported only
+    by the commands that run a model). pooling: `mean`, masked mean over the tokens, one vector
+    for every label; `label-attention`, each label its own weighted mean of the tokens, the
+    weights a softmax of the tokens' scores against a learned query per label (zero at the
+    start, so training begins from the mean), for paragraphs whose labels hang on a phrase."""
+    import math
+
     import torch
     from torch import nn
+
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
 
     def mean_pool(hidden, attention_mask):
         # Mean over real tokens: works for checkpoints with no trained pooler (ALBERT-tiny, m3e).
@@ -139,6 +150,18 @@ def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1):
             self.encoder = encoder
             self.dropout = nn.Dropout(dropout)
             self.head = nn.Linear(encoder.config.hidden_size, num_labels)
+            hidden = encoder.config.hidden_size
+            self.queries = nn.Parameter(torch.zeros(num_labels, hidden)) if pooling == "label-attention" else None
+            self.scale = 1.0 / math.sqrt(hidden)
+
+        def classify(self, hidden, attention_mask):
+            """Logits from the last hidden states."""
+            if self.queries is None:
+                return self.head(self.dropout(mean_pool(hidden, attention_mask)))
+            scores = torch.einsum("bth,lh->blt", hidden, self.queries.to(hidden.dtype)) * self.scale
+            scores = scores.masked_fill(attention_mask[:, None, :] == 0, -1e4)
+            pooled = torch.einsum("blt,bth->blh", scores.softmax(-1).to(hidden.dtype), hidden)
+            return (self.dropout(pooled) * self.head.weight.to(pooled.dtype)).sum(-1) + self.head.bias
 
         def pooled(self, input_ids, attention_mask, token_type_ids=None):
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -147,7 +170,10 @@ def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1):
             return mean_pool(self.encoder(**kwargs).last_hidden_state, attention_mask)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
-            return self.head(self.dropout(self.pooled(input_ids, attention_mask, token_type_ids)))
+            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            return self.classify(self.encoder(**kwargs).last_hidden_state, attention_mask)
 
         def hidden_after(self, n_layers: int, input_ids, attention_mask, token_type_ids=None):
             """The hidden states after the lowest `n_layers` transformer layers."""
@@ -163,9 +189,24 @@ def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1):
             mask = create_bidirectional_mask(config=self.encoder.config, inputs_embeds=hidden, attention_mask=attention_mask)
             for layer in transformer_layers(self.encoder)[n_layers:]:
                 hidden = layer(hidden, mask)
-            return self.head(self.dropout(mean_pool(hidden, attention_mask)))
+            return self.classify(hidden, attention_mask)
 
-    del torch
+        def head_state(self) -> dict:
+            """What head.safetensors holds: the linear head (and the label queries)."""
+            state = dict(self.head.state_dict())
+            if self.queries is not None:
+                state["queries"] = self.queries
+            return state
+
+        def load_head_state(self, state: dict) -> None:
+            state = dict(state)
+            if self.queries is not None:
+                if "queries" not in state:
+                    raise ValueError("head.safetensors has no label queries: the model was saved with mean pooling")
+                with torch.no_grad():
+                    self.queries.copy_(state.pop("queries"))
+            self.head.load_state_dict(state)
+
     return EncoderClassifier()
 
 
@@ -195,7 +236,7 @@ class EncoderBackend:
 
     @classmethod
     def load(cls, path: Path, n_labels: int, max_length: int, runtime: str = "torch", device: str | None = None,
-             windows: bool = False, use_context: bool = False):
+             windows: bool = False, use_context: bool = False, pooling: str = "mean"):
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(path / "encoder")
@@ -212,8 +253,8 @@ class EncoderBackend:
         dev = pick_device(device)
         if dev.type == "cpu":
             set_cpu_threads()
-        model = encoder_classifier(AutoModel.from_pretrained(path / "encoder"), n_labels)
-        model.head.load_state_dict(load_file(str(path / "head.safetensors")))
+        model = encoder_classifier(AutoModel.from_pretrained(path / "encoder"), n_labels, pooling=pooling)
+        model.load_head_state(load_file(str(path / "head.safetensors")))
         return cls(tokenizer, max_length, model=model.to(dev).eval(), device=dev, windows=windows, use_context=use_context)
 
     def save(self, directory: Path) -> None:
@@ -221,7 +262,7 @@ class EncoderBackend:
 
         self.model.encoder.save_pretrained(directory / "encoder")
         self.tokenizer.save_pretrained(directory / "encoder")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.head.state_dict().items()},
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.model.head_state().items()},
                   str(directory / "head.safetensors"))
 
     def features(self, texts: list[str], contexts: list[str] | None) -> tuple[dict, np.ndarray]:
@@ -359,7 +400,8 @@ def load_backend(path: Path, config: dict, runtime: str = "torch", device: str |
     if kind in ("transformer", "encoder"):
         # directories written before windows existed read the first max_length tokens only
         windows = config.get("long_paragraphs", "truncate") == "windows"
-        return EncoderBackend.load(path, n_labels, max_length, runtime, device, windows, use_context)
+        return EncoderBackend.load(path, n_labels, max_length, runtime, device, windows, use_context,
+                                   config.get("pooling", "mean"))
     if kind == "tfidf":
         return TfidfBackend.load(path, use_context, title_columns(config["labels"], config.get("tfidf_title", [])))
     if kind == "ensemble":

@@ -563,3 +563,36 @@ def test_windows_are_saved_with_the_model_and_onnx_reads_them_too(tiny_model, sm
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", tmp_path / "m2",
                         "--long-paragraphs", "split"])
     assert result.exit_code == 2 and "--long-paragraphs must be one of windows, truncate" in result.output
+
+
+def test_label_attention_starts_from_the_mean_and_saves_loads_and_exports(tiny_model, small_export, tmp_path):
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from policytag.models.onnx import export_onnx
+    from policytag.models.tagger import encoder_classifier
+
+    encoder, tokenizer = AutoModel.from_pretrained(tiny_model), AutoTokenizer.from_pretrained(tiny_model)
+    mean = encoder_classifier(encoder, 5).eval()
+    attention = encoder_classifier(encoder, 5, pooling="label-attention").eval()
+    attention.head.load_state_dict(mean.head.state_dict())
+    batch = tokenizer(["推进家庭医生签约服务。", "加强基层医疗卫生机构人才队伍建设，完善激励机制。"], padding=True, return_tensors="pt")
+    with torch.no_grad():  # zero queries: every label weighs the tokens equally, which is the mean
+        assert torch.allclose(mean(**batch), attention(**batch), atol=1e-5)
+        attention.queries.normal_()
+        assert not torch.allclose(mean(**batch), attention(**batch), atol=1e-3)
+    out = tmp_path / "att"
+    result = train_cli(["--model", "encoder", "--pooling", "label-attention", "--cv", 0, "--epochs", 1, "--max-length", 48,
+                        "--data", small_export, "--base-model", tiny_model, "--out", out])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "policytag.json").read_text())["pooling"] == "label-attention"
+    assert "label-wise attention pooling" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    tagger = load_model(out, device="cpu")
+    assert tagger.encoder.model.queries.abs().sum() > 0  # the queries were trained and saved
+    texts = ["推进家庭医生签约服务。", "加强基层医疗卫生机构人才队伍建设，完善激励机制，提高服务能力。"]
+    probs = tagger.predict_proba(texts)
+    export_onnx(tagger)
+    assert np.allclose(probs, load_model(out, backend="onnx-fp32").predict_proba(texts), atol=1e-4)
+    bad = train_cli(["--model", "encoder", "--pooling", "max", "--data", small_export, "--base-model", tiny_model,
+                     "--out", tmp_path / "bad"])
+    assert bad.exit_code == 2 and "--pooling must be one of mean, label-attention" in bad.output

@@ -24,7 +24,9 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
     encoder = cfg.model in ("ensemble", "encoder")
     if encoder:
         lines += [f"- Base model: `{cfg.base_model}` — licence: {licence}",
-                  "- Encoder: mean pooling over tokens → dropout → one linear layer over all labels; sigmoid per "
+                  ("- Encoder: mean pooling over tokens" if cfg.pooling == "mean" else
+                   "- Encoder: label-wise attention pooling (each label its own weighted mean of the tokens)") +
+                  " → dropout → one linear layer over all labels; sigmoid per "
                   f"label (BCE with logits, rare labels up-weighted by sqrt(neg/pos), capped at {cfg.max_pos_weight:g}); "
                   f"head {'started from the codebook cue words' if cfg.label_init == 'codebook' else 'randomly initialised'}.",
                   (f"- Long paragraphs: tagged in overlapping {cfg.max_length}-token windows, each label's highest "

@@ -126,7 +126,7 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
         config["members"] = [{"kind": n if n != "encoder" else "transformer", "weight": w}
                              for n, w in zip(cfg.members, cfg.weights)]
     if cfg.model != "tfidf":
-        config.update(base_model=cfg.base_model, pooling="mean",
+        config.update(base_model=cfg.base_model, pooling=cfg.pooling,
                       examples_per_second=round(stats.get("examples_per_second", 0.0), 1))
     tagger = Tagger(ensemble_of(members, cfg), book, config, thresholds)
     licence = base_model_licence(cfg.base_model) if cfg.model != "tfidf" else ""

@@ -73,6 +73,9 @@ class TrainConfig:
     # codebook: each head row starts at the encoder's embedding of the label's name and cue words
     # (ensemble vs a random head: medsec +6 tools macro-F1; IHMS tools within noise, orientation better)
     label_init: str = "codebook"  # codebook | random
+    # mean: one mean-pooled vector for every label; label-attention: each label its own weighted
+    # mean of the tokens (models.tagger.encoder_classifier)
+    pooling: str = "mean"
     # fine-tuning arithmetic: bf16 mixed precision (fp32 weights, bf16 matrix products) or fp32;
     # auto: bf16 where the hardware does it natively (resolve_precision). Same quality on medsec.
     precision: str = "auto"
@@ -200,7 +203,7 @@ def build_encoder(cfg: TrainConfig, book: Codebook, n_labels: int, device):
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(cfg.base_model)
-    model = encoder_classifier(AutoModel.from_pretrained(cfg.base_model), n_labels)
+    model = encoder_classifier(AutoModel.from_pretrained(cfg.base_model), n_labels, pooling=cfg.pooling)
     if cfg.label_init == "codebook":
         init_head_from_codebook(model, tokenizer, book, cfg.max_length)
     if cfg.freeze_embeddings:
@@ -238,7 +241,8 @@ def _optimizer(model, cfg: TrainConfig, total_steps: int):
     from transformers import get_linear_schedule_with_warmup
 
     encoder = [p for p in model.encoder.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": encoder, "lr": cfg.lr}, {"params": list(model.head.parameters()), "lr": cfg.head_lr}],
+    head = list(model.head.parameters()) + ([model.queries] if model.queries is not None else [])
+    optimizer = torch.optim.AdamW([{"params": encoder, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
                                   weight_decay=cfg.weight_decay)
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
 
