@@ -163,17 +163,18 @@ def encoder_classifier(encoder, num_labels: int, dropout: float = 0.1, pooling: 
             pooled = torch.einsum("blt,bth->blh", scores.softmax(-1).to(hidden.dtype), hidden)
             return (self.dropout(pooled) * self.head.weight.to(pooled.dtype)).sum(-1) + self.head.bias
 
-        def pooled(self, input_ids, attention_mask, token_type_ids=None):
+        def last_hidden(self, input_ids, attention_mask, token_type_ids=None):
             kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
             if token_type_ids is not None:
                 kwargs["token_type_ids"] = token_type_ids
-            return mean_pool(self.encoder(**kwargs).last_hidden_state, attention_mask)
+            return self.encoder(**kwargs).last_hidden_state
+
+        def pooled(self, input_ids, attention_mask, token_type_ids=None):
+            """The mean over real tokens (what the codebook's label texts are embedded with)."""
+            return mean_pool(self.last_hidden(input_ids, attention_mask, token_type_ids), attention_mask)
 
         def forward(self, input_ids, attention_mask, token_type_ids=None):
-            kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-            if token_type_ids is not None:
-                kwargs["token_type_ids"] = token_type_ids
-            return self.classify(self.encoder(**kwargs).last_hidden_state, attention_mask)
+            return self.classify(self.last_hidden(input_ids, attention_mask, token_type_ids), attention_mask)
 
         def hidden_after(self, n_layers: int, input_ids, attention_mask, token_type_ids=None):
             """The hidden states after the lowest `n_layers` transformer layers."""
