@@ -80,10 +80,10 @@ class TrainConfig:
     # auto: bf16 where the hardware does it natively (resolve_precision). Same quality on medsec.
     precision: str = "auto"
     # dimensions whose labels the TF-IDF member takes from the document title + paragraph (a second
-    # TF-IDF model for them); ids the codebook does not have are ignored here, so the default does
-    # nothing on medsec (no orientation; its objectives did not gain), while the CLI refuses them. IHMS orientation micro-F1 +1.7 in the ensemble, higher in
-    # every fold, nothing else moved (README Quality). Unused with --context title (TF-IDF reads
-    # the title for every label then)
+    # TF-IDF model for them): IHMS orientation micro-F1 +1.7 in the ensemble, higher in every fold,
+    # nothing else moved (README Quality). Ids the codebook does not have are ignored here, so the
+    # default does nothing on medsec (no orientation; its objectives did not gain); the CLI refuses
+    # them. Unused with --context title (TF-IDF reads the title for every label then)
     tfidf_title: list[str] = field(default_factory=lambda: ["orientation"])
     # share of the TF-IDF member in the ensemble average; None: learned out of fold (0.5 without CV),
     # which lost to the plain mean on both codebooks (README "Quality")
@@ -370,7 +370,7 @@ def train_tfidf(texts: list[str], titles: list[str], y: np.ndarray, cfg: TrainCo
     titled = None
     if columns and any(titles):
         titled = fit_tfidf([tfidf_input(t, c) for t, c in zip(texts, titles)], y[:, columns], seed=cfg.seed)
-    return TfidfBackend(fit_tfidf(inputs, y, seed=cfg.seed), use_context, titled, columns if titled else ())
+    return TfidfBackend(fit_tfidf(inputs, y, seed=cfg.seed), use_context, titled, columns if titled is not None else ())
 
 
 def train_members(texts: list[str], titles: list[str], y: np.ndarray, cfg: TrainConfig, book: Codebook,
