@@ -80,9 +80,11 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
     if run is not None and len(run.probs) > 1:
         from .cv import cross_fitted_metrics
 
+        titled = cfg.title_dimensions(book)
+        titled_text = f", the document title for {', '.join(titled)} in the TF-IDF member" if titled else ""
         lines += ["### Members alone (same folds)", "",
                   "What each member would score without the other: what the ensemble gains here. The recipe itself "
-                  "(the paragraph alone, the document title for orientation's TF-IDF, the head started from the codebook, 0.5/0.5 average, one global threshold) was chosen by `benchmarks/quality.py`; the "
+                  f"(the paragraph alone{titled_text}, the head started from the codebook, 0.5/0.5 average, one global threshold) was chosen by `benchmarks/quality.py`; the "
                   "alternatives that lost are listed with their figures in the README, section Quality.", "",
                   "| member | tool micro-F1 | tool macro-F1 | mean kappa |", "|---|---:|---:|---:|"]
         for name, probs in run.probs.items():
