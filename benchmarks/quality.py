@@ -3,7 +3,7 @@ over documents, every figure out of fold (mean ± sd over folds).
 
     python benchmarks/quality.py [--data ../shared/data/annotations/ihms-train.json]
         [--schema labels/ihms.yaml] [--base-model ../shared/models/m3e-small] [--folds 5]
-        [--only tfidf,enc-title] [--out runs/bench]
+        [--only tfidf,enc-title] [--out runs/bench] [--precision recipe|auto|fp32|bf16]
 
 Each recipe's out-of-fold probabilities are cached in --out under a fingerprint of the data and
 its settings, so ensembles of members and threshold policies are compared without training
@@ -24,7 +24,7 @@ from policytag.labels.export import parse_export
 from policytag.labels.schema import load_codebook
 from policytag.training import cv
 from policytag.training.data import prepare
-from policytag.training.train import TrainConfig
+from policytag.training.train import TrainConfig, _device, native_bf16, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,14 +124,21 @@ def fingerprint(data, cfg: TrainConfig, k: int) -> str:
     return h.hexdigest()[:16]
 
 
-def run_recipe(name: str, data, book, k: int, base_model: str, out: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """OOF probabilities, folds and training seconds of one recipe (cached)."""
+def run_recipe(name: str, data, book, k: int, base_model: str, out: Path,
+               precision: str = "recipe") -> tuple[np.ndarray, np.ndarray, float]:
+    """OOF probabilities, folds and training seconds of one recipe (cached). precision: the
+    recipe's own, or one for every encoder recipe ('auto' resolved here, so the cache says which)."""
     settings = RECIPES[name][1]
+    if settings["model"] != "tfidf" and precision != "recipe":
+        settings = dict(settings, precision=resolve_precision(precision, _device(None)))
     cfg = TrainConfig(base_model=base_model if settings["model"] != "tfidf" else "", **settings)
     cache = out / f"oof-{name}-{fingerprint(data, cfg, k)}.npz"
     if cache.exists():
         saved = np.load(cache)
         return saved["probs"], saved["fold"], float(saved["seconds"])
+    if precision == "recipe" and cfg.precision == "bf16" and not native_bf16(_device(None)):
+        raise SystemExit(f"{name} runs in bf16, which this machine emulates (about 25 times slower than fp32). "
+                         "Rerun with --precision auto: every encoder recipe in fp32 here, cached apart from the bf16 figures.")
     start = time.time()
     run = cv.cross_validate(data, book, cfg, k, seed=FOLD_SEED)
     seconds = time.time() - start
@@ -149,6 +156,9 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--only", default="", help="comma-separated recipes to run (default: all); ensembles of them follow")
     ap.add_argument("--out", default="runs/bench")
+    ap.add_argument("--precision", default="recipe", choices=["recipe", "auto", "fp32", "bf16"],
+                    help="encoder arithmetic: each recipe's own (default; the figures below were measured so, most "
+                         "in bf16), or one for all (auto: bf16 where native, else fp32)")
     args = ap.parse_args()
     from rich.console import Console
 
@@ -156,13 +166,14 @@ def main() -> None:
     book = load_codebook(args.schema)
     examples, _ = parse_export(args.data, book)
     data = prepare(examples, book)
-    console.print(f"{data.summary}; {args.folds}-fold cross-validation over documents")
+    console.print(f"{data.summary}; {args.folds}-fold cross-validation over documents" +
+                  ("" if args.precision == "recipe" else f"; encoder recipes in {args.precision} precision"))
     out = Path(args.out)
     names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
     probs, seconds, fold = {}, {}, None
     for name in names:
         console.print(f"[bold]{name}[/bold]: {RECIPES[name][0]}")
-        probs[name], f, seconds[name] = run_recipe(name, data, book, args.folds, args.base_model, out)
+        probs[name], f, seconds[name] = run_recipe(name, data, book, args.folds, args.base_model, out, args.precision)
         assert fold is None or np.array_equal(fold, f), "recipes must share folds"
         fold = f
     results = {}
@@ -203,7 +214,8 @@ def main() -> None:
             console.print(f"{name} vs tfidf: {tool} macro-F1 {macro:+.3f}; micro-F1 " +
                           ", ".join(f"{d} {g:+.3f}" for d, g in gains.items()))
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.md").write_text(f"# {args.folds}-fold CV over documents, {data.summary}\n\n{table}\n\n" +
+    precision = "" if args.precision == "recipe" else f", encoder recipes in {args.precision} precision"
+    (out / "quality.md").write_text(f"# {args.folds}-fold CV over documents, {data.summary}{precision}\n\n{table}\n\n" +
                                     "\n".join(lines) + "\n", encoding="utf-8")
     (out / "quality.json").write_text(json.dumps({n: {k: v for k, v in r.items() if k != "dimensions"} | {"cv": r["cv"]}
                                                   for n, r in results.items()}, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -292,11 +292,18 @@ def test_a_bad_ensemble_weight_is_refused_before_training(small_export, tmp_path
 
 
 def test_bf16_fine_tuning_trains_and_the_card_says_so(tiny_model, small_export, tmp_path):
+    import torch
+
+    from policytag.training import train
+
+    train._warned_bf16.clear()
     out = tmp_path / "model"
     result = train_cli(["--data", small_export, "--base-model", tiny_model, "--out", out, "--epochs", 1,
                         "--max-length", 64, "--cv", 0, "--precision", "bf16"])
     assert result.exit_code == 0, result.output
     assert "examples/s, bf16)" in result.output
+    # where the CPU has no bf16 arithmetic, the user is told it is emulated, and how to avoid it
+    assert ("bf16 is emulated" in result.output) == (not train.native_bf16(torch.device("cpu")))
     card = (out / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "bf16 mixed precision arithmetic" in card
     assert "0.5 for every label: no out-of-fold predictions" in card  # --cv 0: nothing to choose them from

@@ -242,8 +242,11 @@ def _optimizer(model, cfg: TrainConfig, total_steps: int):
 
     encoder = [p for p in model.encoder.parameters() if p.requires_grad]
     head = list(model.head.parameters()) + ([model.queries] if model.queries is not None else [])
+    # fused: one kernel per step instead of a dozen passes over the 24M weights; the same
+    # arithmetic (probabilities within 3e-7 of the default implementation after 30 steps) and
+    # 5-10 % faster steps on 2 CPU cores
     optimizer = torch.optim.AdamW([{"params": encoder, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
-                                  weight_decay=cfg.weight_decay)
+                                  weight_decay=cfg.weight_decay, fused=next(model.parameters()).device.type in ("cpu", "cuda"))
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
 
 
@@ -397,21 +400,35 @@ def ensemble_of(members: dict, cfg: TrainConfig):
     return backends[0] if len(backends) == 1 else EnsembleBackend(backends, cfg.weights)
 
 
-def resolve_precision(precision: str, device) -> str:
-    """'auto' becomes bf16 where the hardware multiplies in bf16 natively (CPUs with AMX or
-    AVX512-BF16, CUDA GPUs that support it) and fp32 elsewhere: emulated bf16 is slower than fp32."""
+def native_bf16(device) -> bool:
+    """Whether the device multiplies in bf16 natively: CPUs with AMX or AVX512-BF16, CUDA GPUs
+    that support it. Elsewhere bf16 is emulated: on an AMD EPYC with AVX2 only, one training step
+    of m3e-small took 38 s in bf16 against 1.1-1.5 s in fp32."""
     import torch
 
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision != "auto":
-        return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+        return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         native = [getattr(torch.cpu, f, lambda: False) for f in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
-        return "bf16" if any(f() for f in native) else "fp32"
-    return "fp32"
+        return any(f() for f in native)
+    return False
+
+
+_warned_bf16: set[str] = set()
+
+
+def resolve_precision(precision: str, device) -> str:
+    """'auto' becomes bf16 where the hardware does it natively and fp32 elsewhere; an explicit
+    bf16 on hardware that emulates it is honoured, with a warning (it is far slower than fp32)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "bf16" and not native_bf16(device) and device.type not in _warned_bf16:
+        _warned_bf16.add(device.type)  # once, not once per fold
+        err.print(f"[yellow]warning[/yellow] bf16 is emulated on this {device.type} (no native bf16 arithmetic): "
+                  "training runs about 25 times slower than in fp32; --precision auto picks fp32 here")
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def _device(device: str | None):
