@@ -425,7 +425,7 @@ def resolve_precision(precision: str, device) -> str:
     if precision == "bf16" and not native_bf16(device) and device.type not in _warned_bf16:
         _warned_bf16.add(device.type)  # once, not once per fold
         err.print(f"[yellow]warning[/yellow] bf16 is emulated on this {device.type} (no native bf16 arithmetic): "
-                  "training runs about 25 times slower than in fp32; --precision auto picks fp32 here")
+                  "training runs far slower than in fp32 (25-30 times on a CPU with AVX2 only); --precision auto picks fp32 here")
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
