@@ -48,6 +48,9 @@ def test_tiny_model_trains_end_to_end_and_metrics_have_the_contract_shape(tiny_m
     assert re.search(r"\d+ training paragraph\(s\) longer than 64 tokens: training reads their first window; "
                      r"tagging reads them in overlapping windows", result.output)
     assert re.search(r"\d+\.\d examples/s", result.output)
+    # after each fold, the time the rest will take at that fold's speed (3 folds, then the final model)
+    assert re.search(r"fold 1/3 took .+; 2 more fold\(s\) and the final model: (about \d+ min|under a minute) more at this speed", result.output)
+    assert re.search(r"fold 3/3 took .+; the final model: (about \d+ min|under a minute) more at this speed", result.output)
     for name in ("policytag.json", "codebook.yaml", "thresholds.json", "training_config.json", "metrics.json",
                  "MODEL_CARD.md", "head.safetensors", "encoder/config.json"):
         assert (out / name).exists(), name

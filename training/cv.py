@@ -9,6 +9,7 @@ measured on the rows that chose its thresholds. Figures are reported per fold, a
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -108,8 +109,18 @@ def learn_tfidf_weight(y: np.ndarray, encoder: np.ndarray, tfidf: np.ndarray) ->
     return min((w for w, s in scores.items() if s >= best - 1e-9), key=lambda w: abs(w - 0.5))
 
 
-def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, seed: int | None = None) -> CVRun:
-    """OOF probabilities of every member of `cfg`'s recipe over k document folds."""
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under a minute"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, seed: int | None = None,
+                   final_rows: int = 0) -> CVRun:
+    """OOF probabilities of every member of `cfg`'s recipe over k document folds. After each fold
+    trained, the time left is estimated from its speed: the other folds, then a final training on
+    `final_rows` paragraphs when one follows (the same CPU can be 3 times slower than another)."""
     from policytag.console import err
 
     from .train import _device, train_members
@@ -131,10 +142,17 @@ def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, se
         pick = (lambda xs, rows: None if xs is None else [xs[i] for i in rows])
         err.print(f"fold {f + 1}/{k}: training on {len(train)} paragraphs, predicting {len(test)} "
                   f"from {len(set(data.groups[i] for i in test))} unseen documents")
+        start = time.time()
         members, stats = train_members(pick(data.texts, train), pick(titles, train), data.y[train], cfg, book,
                                        device, ckpt, f"fold-{f}", f"fold {f + 1}/{k}")
         for n, m in members.items():
             probs[n][test] = m.predict_proba(pick(data.texts, test), pick(titles, test))
+        to_train = int(sum((fold != g).sum() for g in range(f + 1, k))) + final_rows
+        if to_train and "encoder" in members:  # TF-IDF alone takes seconds: nothing worth estimating
+            left = _duration((time.time() - start) / len(train) * to_train)
+            rest = ([f"{k - f - 1} more fold(s)"] if f + 1 < k else []) + (["the final model"] if final_rows else [])
+            err.print(f"fold {f + 1}/{k} took {_duration(time.time() - start)}; {' and '.join(rest)}: "
+                      f"{left if left.startswith('under') else 'about ' + left} more at this speed")
         if "tfidf" in members:
             seconds["tfidf"] += stats.get("tfidf_seconds", 0.0)
         if "encoder" in members:

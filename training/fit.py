@@ -94,7 +94,7 @@ def fit(data, book: Codebook, cfg: TrainConfig, out: Path, report: ParseReport |
     run = None
     learned = cfg.model == "ensemble" and cfg.tfidf_weight is None
     if k >= 2:
-        run = cv.cross_validate(data, book, cfg, k, dev, ckpt)
+        run = cv.cross_validate(data, book, cfg, k, dev, ckpt, final_rows=len(data.texts))
         # the metrics learn the ensemble weight (when open) and thresholds without each scored fold
         metrics = cv.cross_fitted_metrics(book, data.y, run.mixer(cfg, data.y), run.fold, model=str(out),
                                           thresholds=cfg.thresholds)
