@@ -120,7 +120,7 @@ def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, se
                    final_rows: int = 0) -> CVRun:
     """OOF probabilities of every member of `cfg`'s recipe over k document folds. After each fold
     trained, the time left is estimated from its speed: the other folds, then a final training on
-    `final_rows` paragraphs when one follows (the same CPU can be 3 times slower than another)."""
+    `final_rows` paragraphs when one follows (one 2-core CPU trained 3 times slower than another)."""
     from policytag.console import err
 
     from .train import _device, train_members
