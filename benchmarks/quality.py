@@ -166,8 +166,10 @@ def main() -> None:
     book = load_codebook(args.schema)
     examples, _ = parse_export(args.data, book)
     data = prepare(examples, book)
-    console.print(f"{data.summary}; {args.folds}-fold cross-validation over documents" +
-                  ("" if args.precision == "recipe" else f"; encoder recipes in {args.precision} precision"))
+    # the precision every encoder recipe runs in, named as resolved ('auto' is fp32 or bf16 by machine)
+    precision = "" if args.precision == "recipe" else \
+        f", encoder recipes in {resolve_precision(args.precision, _device(None))} precision (--precision {args.precision})"
+    console.print(f"{data.summary}; {args.folds}-fold cross-validation over documents{precision}")
     out = Path(args.out)
     names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
     probs, seconds, fold = {}, {}, None
@@ -214,7 +216,6 @@ def main() -> None:
             console.print(f"{name} vs tfidf: {tool} macro-F1 {macro:+.3f}; micro-F1 " +
                           ", ".join(f"{d} {g:+.3f}" for d, g in gains.items()))
     out.mkdir(parents=True, exist_ok=True)
-    precision = "" if args.precision == "recipe" else f", encoder recipes in {args.precision} precision"
     (out / "quality.md").write_text(f"# {args.folds}-fold CV over documents, {data.summary}{precision}\n\n{table}\n\n" +
                                     "\n".join(lines) + "\n", encoding="utf-8")
     (out / "quality.json").write_text(json.dumps({n: {k: v for k, v in r.items() if k != "dimensions"} | {"cv": r["cv"]}
