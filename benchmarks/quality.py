@@ -125,18 +125,18 @@ def fingerprint(data, cfg: TrainConfig, k: int) -> str:
 
 
 def run_recipe(name: str, data, book, k: int, base_model: str, out: Path,
-               precision: str = "recipe") -> tuple[np.ndarray, np.ndarray, float]:
-    """OOF probabilities, folds and training seconds of one recipe (cached). precision: the
-    recipe's own, or one for every encoder recipe ('auto' resolved here, so the cache says which)."""
+               precision: str | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """OOF probabilities, folds and training seconds of one recipe (cached). precision: None, the
+    recipe's own, or fp32/bf16 for every encoder recipe (resolved, so the cache says which)."""
     settings = RECIPES[name][1]
-    if settings["model"] != "tfidf" and precision != "recipe":
-        settings = dict(settings, precision=resolve_precision(precision, _device(None)))
+    if settings["model"] != "tfidf" and precision is not None:
+        settings = dict(settings, precision=precision)
     cfg = TrainConfig(base_model=base_model if settings["model"] != "tfidf" else "", **settings)
     cache = out / f"oof-{name}-{fingerprint(data, cfg, k)}.npz"
     if cache.exists():
         saved = np.load(cache)
         return saved["probs"], saved["fold"], float(saved["seconds"])
-    if precision == "recipe" and cfg.precision == "bf16" and not native_bf16(_device(None)):
+    if precision is None and cfg.precision == "bf16" and not native_bf16(_device(None)):
         raise SystemExit(f"{name} runs in bf16, which this machine emulates (about 25 times slower than fp32). "
                          "Rerun with --precision auto: every encoder recipe in fp32 here, cached apart from the bf16 figures.")
     start = time.time()
@@ -166,16 +166,16 @@ def main() -> None:
     book = load_codebook(args.schema)
     examples, _ = parse_export(args.data, book)
     data = prepare(examples, book)
-    # the precision every encoder recipe runs in, named as resolved ('auto' is fp32 or bf16 by machine)
-    precision = "" if args.precision == "recipe" else \
-        f", encoder recipes in {resolve_precision(args.precision, _device(None))} precision (--precision {args.precision})"
+    # the precision every encoder recipe runs in, resolved once ('auto' is fp32 or bf16 by machine)
+    forced = None if args.precision == "recipe" else resolve_precision(args.precision, _device(None))
+    precision = "" if forced is None else f", encoder recipes in {forced} precision (--precision {args.precision})"
     console.print(f"{data.summary}; {args.folds}-fold cross-validation over documents{precision}")
     out = Path(args.out)
     names = [n for n in RECIPES if not args.only or n in args.only.split(",")]
     probs, seconds, fold = {}, {}, None
     for name in names:
         console.print(f"[bold]{name}[/bold]: {RECIPES[name][0]}")
-        probs[name], f, seconds[name] = run_recipe(name, data, book, args.folds, args.base_model, out, args.precision)
+        probs[name], f, seconds[name] = run_recipe(name, data, book, args.folds, args.base_model, out, forced)
         assert fold is None or np.array_equal(fold, f), "recipes must share folds"
         fold = f
     results = {}

@@ -149,9 +149,10 @@ def cross_validate(data, book: Codebook, cfg, k: int, device=None, ckpt=None, se
             probs[n][test] = m.predict_proba(pick(data.texts, test), pick(titles, test))
         to_train = int(sum((fold != g).sum() for g in range(f + 1, k))) + final_rows
         if to_train and "encoder" in members:  # TF-IDF alone takes seconds: nothing worth estimating
-            left = _duration((time.time() - start) / len(train) * to_train)
+            took = time.time() - start
+            left = _duration(took / len(train) * to_train)
             rest = ([f"{k - f - 1} more fold(s)"] if f + 1 < k else []) + (["the final model"] if final_rows else [])
-            err.print(f"fold {f + 1}/{k} took {_duration(time.time() - start)}; {' and '.join(rest)}: "
+            err.print(f"fold {f + 1}/{k} took {_duration(took)}; {' and '.join(rest)}: "
                       f"{left if left.startswith('under') else 'about ' + left} more at this speed")
         if "tfidf" in members:
             seconds["tfidf"] += stats.get("tfidf_seconds", 0.0)
