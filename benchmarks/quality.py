@@ -72,6 +72,8 @@ RECIPES = {
                                                            dict(DEFAULT_ENCODER, pooling="label-attention")),
     "enc-codebook-bf16-lr2e-4-windows-unfrozen-seed14": ("encoder as the default's, another training seed (14; the folds stay seed 13's)",
                                                          dict(DEFAULT_ENCODER, seed=14)),
+    "enc-codebook-bf16-lr2e-4-windows-unfrozen-asl": ("encoder as the default's, asymmetric loss (Ridnik et al. 2021) instead of weighted BCE",
+                                                      dict(DEFAULT_ENCODER, loss="asymmetric")),
 }
 FOLD_SEED = TrainConfig.seed  # every recipe is scored on the same document folds, whatever its training seed
 # ensembles: name -> (encoder recipe or a tuple of them, averaged; TF-IDF recipe; TF-IDF share of
@@ -97,6 +99,8 @@ ENSEMBLES = {
     "ens: default encoder, 4 epochs at 3e-4 + tfidf-title-orientation": ("enc-codebook-bf16-lr3e-4-windows-unfrozen-4ep", "tfidf-title-orientation", 0.5),
     "ens: default encoder, label attention + tfidf-title-orientation": ("enc-codebook-bf16-lr2e-4-windows-unfrozen-labelatt",
                                                                          "tfidf-title-orientation", 0.5),
+    "ens: default encoder, asymmetric loss + tfidf-title-orientation": ("enc-codebook-bf16-lr2e-4-windows-unfrozen-asl",
+                                                                         "tfidf-title-orientation", 0.5),
     # two encoders (seeds 13 and 14) averaged, then averaged 0.5/0.5 with TF-IDF: twice the training
     "ens: default encoder × 2 seeds + tfidf": (("enc-codebook-bf16-lr2e-4-windows-unfrozen", "enc-codebook-bf16-lr2e-4-windows-unfrozen-seed14"),
                                                 "tfidf", 0.5),
@@ -105,10 +109,10 @@ ENSEMBLES = {
 NOT_MEMBER = {"tfidf_weight", "thresholds", "cv_folds", "checkpoint_every", "data", "schema"}
 TFIDF_ONLY = {"tfidf_title"}
 ENCODER_ONLY = {"base_model", "epochs", "lr", "head_lr", "batch_size", "max_length", "warmup_ratio", "weight_decay",
-                "freeze_embeddings", "max_pos_weight", "label_init", "precision", "frozen_layers", "long_paragraphs", "pooling"}
+                "freeze_embeddings", "max_pos_weight", "loss", "label_init", "precision", "frozen_layers", "long_paragraphs", "pooling"}
 # settings added after caches were written, at the value the code had before them: those caches stay valid
 ADDED_LATER = {"precision": "fp32", "frozen_layers": 0, "long_paragraphs": "truncate", "tfidf_title": [],
-               "pooling": "mean"}
+               "pooling": "mean", "loss": "bce"}
 
 
 def fingerprint(data, cfg: TrainConfig, k: int) -> str:

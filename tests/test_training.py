@@ -606,3 +606,29 @@ def test_label_attention_starts_from_the_mean_and_saves_loads_and_exports(tiny_m
     bad = train_cli(["--model", "encoder", "--pooling", "max", "--data", small_export, "--base-model", tiny_model,
                      "--out", tmp_path / "bad"])
     assert bad.exit_code == 2 and "--pooling must be one of mean, label-attention" in bad.output
+
+
+def test_asymmetric_loss_matches_the_paper_and_trains(tiny_model, small_export, tmp_path):
+    import torch
+
+    from policytag.training.train import asymmetric_loss
+
+    logits = torch.tensor([[2.0, -1.0, -4.0, 0.5]])
+    targets = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    p = torch.sigmoid(logits)
+    # positives: log p; negatives: max(p - 0.05, 0)^4 * log(1 - max(p - 0.05, 0)); sigmoid(-4) < 0.05 costs nothing
+    p_m = (p - 0.05).clamp(min=0)
+    by_hand = -(torch.log(p[0, 0]) + torch.log(p[0, 1]) + p_m[0, 3] ** 4 * torch.log(1 - p_m[0, 3])) / 4
+    assert torch.allclose(asymmetric_loss()(logits, targets), by_hand, atol=1e-6)
+    easy = torch.tensor([[-4.0]], requires_grad=True)
+    asymmetric_loss()(easy, torch.zeros(1, 1)).backward()
+    assert easy.grad.abs().item() == 0.0
+    out = tmp_path / "asl"
+    result = train_cli(["--model", "encoder", "--loss", "asymmetric", "--cv", 0, "--epochs", 1, "--max-length", 48,
+                        "--data", small_export, "--base-model", tiny_model, "--out", out])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "training_config.json").read_text())["loss"] == "asymmetric"
+    assert "asymmetric loss" in (out / "MODEL_CARD.md").read_text(encoding="utf-8")
+    bad = train_cli(["--model", "encoder", "--loss", "focal", "--data", small_export, "--base-model", tiny_model,
+                     "--out", tmp_path / "bad"])
+    assert bad.exit_code == 2 and "--loss must be one of bce, asymmetric" in bad.output

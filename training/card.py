@@ -26,8 +26,10 @@ def model_card(book: Codebook, cfg, data, metrics: dict | None, run: CVRun | Non
         lines += [f"- Base model: `{cfg.base_model}` — licence: {licence}",
                   ("- Encoder: mean pooling over tokens" if cfg.pooling == "mean" else
                    "- Encoder: label-wise attention pooling (each label its own weighted mean of the tokens)") +
-                  " → dropout → one linear layer over all labels; sigmoid per "
-                  f"label (BCE with logits, rare labels up-weighted by sqrt(neg/pos), capped at {cfg.max_pos_weight:g}); "
+                  " → dropout → one linear layer over all labels; sigmoid per " +
+                  (f"label (BCE with logits, rare labels up-weighted by sqrt(neg/pos), capped at {cfg.max_pos_weight:g}); "
+                   if cfg.loss == "bce" else
+                   "label (asymmetric loss: negatives weighted by max(p - 0.05, 0)^4, positives in full); ") +
                   f"head {'started from the codebook cue words' if cfg.label_init == 'codebook' else 'randomly initialised'}.",
                   (f"- Long paragraphs: tagged in overlapping {cfg.max_length}-token windows, each label's highest "
                    "probability counting; training reads the first window." if cfg.long_paragraphs == "windows" else

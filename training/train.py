@@ -32,6 +32,7 @@ MODELS = ("ensemble", "encoder", "tfidf")
 CONTEXTS = ("title", "none")
 LONG_PARAGRAPHS = ("windows", "truncate")
 PRECISIONS = ("auto", "fp32", "bf16")
+LOSSES = ("bce", "asymmetric")
 
 
 @dataclass
@@ -70,6 +71,10 @@ class TrainConfig:
     # paragraph instead of once per epoch: each step runs only the layers above
     frozen_layers: int = 0
     max_pos_weight: float = 10.0
+    # bce: binary cross-entropy, rare labels up-weighted (max_pos_weight); asymmetric: Ridnik et
+    # al.'s asymmetric loss (ICCV 2021) for multi-label data with many easy negatives: a negative
+    # counts by p^4 once its probability is over 0.05, a positive in full; no up-weighting
+    loss: str = "bce"
     # codebook: each head row starts at the encoder's embedding of the label's name and cue words
     # (ensemble vs a random head: medsec +6 tools macro-F1; IHMS tools within noise, orientation better)
     label_init: str = "codebook"  # codebook | random
@@ -136,6 +141,34 @@ def _pos_weight(y: np.ndarray, cap: float):
     pos = y.sum(0)
     ratio = np.where(pos > 0, (len(y) - pos) / np.maximum(pos, 1), 1.0)
     return torch.tensor(np.clip(np.sqrt(ratio), 1.0, cap), dtype=torch.float32)
+
+
+def asymmetric_loss(gamma_neg: float = 4.0, gamma_pos: float = 0.0, clip: float = 0.05):
+    """Ridnik et al., "Asymmetric Loss For Multi-Label Classification" (ICCV 2021), the setting
+    the paper recommends: negatives are focused (weight p_m^4) and shifted (p_m = max(p - 0.05, 0),
+    so a negative below 0.05 costs nothing), positives are plain log-likelihood. Mean over every
+    (paragraph, label) as BCEWithLogitsLoss, so learning rates keep their meaning."""
+    import torch
+    import torch.nn.functional as F
+
+    def loss(logits, targets):
+        p = torch.sigmoid(logits)
+        positive = targets * (1 - p) ** gamma_pos * F.logsigmoid(logits)
+        p_m = (p - clip).clamp(min=0)
+        negative = (1 - targets) * p_m ** gamma_neg * torch.log((1 - p_m).clamp(min=1e-8))
+        return -(positive + negative).mean()
+
+    return loss
+
+
+def loss_function(cfg: TrainConfig, y: np.ndarray, device):
+    import torch
+
+    if cfg.loss == "asymmetric":
+        return asymmetric_loss()
+    if cfg.loss != "bce":
+        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, not {cfg.loss!r}")
+    return torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y, cfg.max_pos_weight).to(device))
 
 
 # -- checkpoints -----------------------------------------------------------------------------
@@ -302,7 +335,7 @@ def train_encoder(texts: list[str], contexts: list[str] | None, y: np.ndarray, c
             frozen = [model.hidden_after(cfg.frozen_layers, e["input_ids"], e["attention_mask"], e.get("token_type_ids"))
                       for e in encoded]
     optimizer, scheduler = _optimizer(model, cfg, total)
-    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=_pos_weight(y, cfg.max_pos_weight).to(device))
+    loss_fn = loss_function(cfg, y, device)
     y_train = torch.tensor(y)
 
     step = 0

@@ -14,7 +14,7 @@ from policytag.console import out as out_console
 from policytag.labels.export import ParseReport, parse_export
 from policytag.training.data import DataError, prepare
 from policytag.training.fit import fit
-from policytag.training.train import LONG_PARAGRAPHS, PRECISIONS, Interrupted, TrainConfig
+from policytag.training.train import LONG_PARAGRAPHS, LOSSES, PRECISIONS, Interrupted, TrainConfig
 from policytag.training.metrics import THRESHOLD_POLICIES
 from policytag.models.tagger import POOLINGS
 
@@ -90,6 +90,7 @@ def train(
     freeze_embeddings: bool = typer.Option(D.freeze_embeddings, help="Keep the word embeddings fixed (6–14 % faster in the benchmarks; the default fine-tunes them, which scored higher: README Quality)."),
     frozen_layers: int = typer.Option(D.frozen_layers, "--frozen-layers", min=0, help="Also freeze the lowest N transformer layers; their output is computed once, not every epoch (faster)."),
     pooling: str = typer.Option(D.pooling, "--pooling", help="mean: one mean over the tokens for every label; label-attention: each label its own attention-weighted mean."),
+    loss: str = typer.Option(D.loss, "--loss", help="bce: binary cross-entropy, rare labels up-weighted (default); asymmetric: focuses on hard negatives (Ridnik et al. 2021)."),
     label_init: str = typer.Option(D.label_init, "--label-init", help="codebook: start each label's head row from its name and cue words (default); random."),
     precision: str = typer.Option(D.precision, "--precision", help="Fine-tuning arithmetic: fp32, bf16 (mixed precision), or auto: bf16 where the CPU/GPU does it natively."),
     thresholds: str = typer.Option(D.thresholds, "--thresholds", help="Decision thresholds from the out-of-fold probabilities: global (one for all labels), per-label (shrunk toward it) or flat (0.5)."),
@@ -126,6 +127,9 @@ def train(
     if pooling not in POOLINGS:
         err.print(f"[red]--pooling must be one of {', '.join(POOLINGS)}[/red], not {pooling!r}")
         raise typer.Exit(2)
+    if loss not in LOSSES:
+        err.print(f"[red]--loss must be one of {', '.join(LOSSES)}[/red], not {loss!r}")
+        raise typer.Exit(2)
     if thresholds not in THRESHOLD_POLICIES:
         err.print(f"[red]--thresholds must be one of {', '.join(THRESHOLD_POLICIES)}[/red], not {thresholds!r}")
         raise typer.Exit(2)
@@ -155,7 +159,7 @@ def train(
     examples, report = load_examples(data, book, policy)
     cfg = TrainConfig(base_model=base_model or "", model=kind, context=context.value, cv_folds=cv, epochs=epochs, lr=lr,
                       batch_size=batch_size, max_length=max_length, long_paragraphs=long_paragraphs, seed=seed, freeze_embeddings=freeze_embeddings,
-                      frozen_layers=frozen_layers, label_init=label_init, pooling=pooling, precision=precision, thresholds=thresholds, tfidf_weight=weight, tfidf_title=list(tfidf_title),
+                      frozen_layers=frozen_layers, label_init=label_init, pooling=pooling, loss=loss, precision=precision, thresholds=thresholds, tfidf_weight=weight, tfidf_title=list(tfidf_title),
                       checkpoint_every=checkpoint_every,
                       data=[str(p) for p in data], schema=str(book.path))
     try:
